@@ -1,0 +1,3 @@
+from gptlab.cli.main import main
+
+main()

@@ -1,0 +1,155 @@
+"""The GPT decoder. GPT-1, GPT-2 and GPT-3 are the same module under different `GPTConfig`s.
+
+Parameter names follow the GPT-2 release (wte, wpe, h.{i}.ln_1, attn.c_attn, attn.c_proj, ln_2,
+mlp.c_fc, mlp.c_proj, ln_f) so checkpoints map one-to-one onto the published ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gptlab.model.config import GPTConfig
+from gptlab.model.kv_cache import KVCache
+from gptlab.model.local_attention import band_mask, local_attention
+
+
+@dataclass
+class AttentionMasks:
+    """Explicit masks, built once per forward when padding or a cache rules out the fast paths."""
+
+    dense: torch.Tensor  # [B, 1, Tq, Tk] bool
+    local: torch.Tensor | None
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.n_head = config.n_head
+        self.window = config.window_size if config.layer_attention(layer) == "local" else None
+        self.c_attn = nn.Linear(config.d_model, 3 * config.d_model, bias=config.qkv_bias)
+        self.c_proj = nn.Linear(config.d_model, config.d_model)
+        self.attn_pdrop = config.attn_pdrop
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x: torch.Tensor, masks: AttentionMasks | None, cache: KVCache | None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_head, -1).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)
+        dropout_p = self.attn_pdrop if self.training else 0.0
+        if masks is not None:
+            mask = masks.dense if self.window is None else masks.local
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        elif self.window is not None:
+            y = local_attention(q, k, v, self.window, dropout_p)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.d_model, config.ffn_dim)
+        self.gelu = nn.GELU(approximate="tanh" if config.activation == "gelu_new" else "none")
+        self.c_proj = nn.Linear(config.ffn_dim, config.d_model)
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.pre_ln = config.norm == "pre"
+        self.ln_1 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, masks: AttentionMasks | None, cache: KVCache | None) -> torch.Tensor:
+        if self.pre_ln:  # GPT-2/3: x + f(LN(x))
+            x = x + self.attn(self.ln_1(x), masks, cache)
+            return x + self.mlp(self.ln_2(x))
+        x = self.ln_1(x + self.attn(x, masks, cache))  # GPT-1: LN(x + f(x))
+        return self.ln_2(x + self.mlp(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.d_model)
+        self.wpe = nn.Embedding(config.n_ctx, config.d_model)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm == "pre" else nn.Identity()
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied output head
+        self.apply(self._init_weights)
+        if config.scale_residual_init:
+            std = config.init_std / math.sqrt(2 * config.n_layer)
+            for block in self.h:
+                nn.init.normal_(block.attn.c_proj.weight, mean=0.0, std=std)
+                nn.init.normal_(block.mlp.c_proj.weight, mean=0.0, std=std)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self) -> int:
+        """Unique parameters, embeddings included (the tied head counts once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        return_hidden: bool = False,
+    ) -> torch.Tensor:
+        """Map token ids [B, T] to logits [B, T, V] (or final hidden states with `return_hidden`).
+
+        `attention_mask` [B, past+T] marks real tokens (1) and left padding (0); positions count
+        real tokens only, so a padded prompt sees the same positions as an unpadded one.
+        """
+        B, T = idx.shape
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.n_ctx:
+            raise ValueError(f"sequence length {past + T} exceeds the model's context of {self.config.n_ctx}")
+        if attention_mask is not None:
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+        else:
+            positions = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
+        masks = self._masks(T, past, attention_mask, idx.device) if (cache is not None or attention_mask is not None) else None
+        x = self.drop(self.wte(idx) + self.wpe(positions))
+        for block in self.h:
+            x = block(x, masks, cache)
+        if cache is not None:
+            cache.advance(T)
+        x = self.ln_f(x)
+        return x if return_hidden else self.lm_head(x)
+
+    def _masks(self, T: int, past: int, attention_mask: torch.Tensor | None, device: torch.device) -> AttentionMasks:
+        def build(window: int | None) -> torch.Tensor:
+            allowed = band_mask(T, past + T, window, device)[None, None]
+            if attention_mask is not None:
+                allowed = allowed & attention_mask.bool()[:, None, None, :]
+                # padding queries would see no key at all (NaN); let them see themselves, output unused
+                slots = torch.arange(past + T, device=device)
+                allowed = allowed | (slots[None, :] == slots[past:, None])
+            return allowed
+
+        local = build(self.config.window_size) if self.config.has_local_attention else None
+        return AttentionMasks(dense=build(None), local=local)
