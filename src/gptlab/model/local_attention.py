@@ -103,7 +103,7 @@ def local_attention(
     pad = nb * bs - T  # queries/keys appended at the end are never visible to real queries
 
     def blocks(x: torch.Tensor) -> torch.Tensor:
-        return F.pad(x, (0, 0, 0, pad)).reshape(B, H, nb, bs, D)
+        return (F.pad(x, (0, 0, 0, pad)) if pad else x).reshape(B, H, nb, bs, D)
 
     out = _LocalAttention.apply(blocks(q), blocks(k), blocks(v), window, bs, D**-0.5, dropout_p)
     return out.reshape(B, H, nb * bs, D)[:, :, :T]

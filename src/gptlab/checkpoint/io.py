@@ -1,0 +1,150 @@
+"""Checkpoint directories a user can inspect: config.json, model.safetensors and the tokenizer files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from gptlab import atomic
+from gptlab.errors import GptlabError
+from gptlab.model import GPT, GPTConfig
+from gptlab.tokenizer import Tokenizer
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT = "gptlab"
+FORMAT_VERSION = 1
+_TIED = "lm_head.weight"  # same tensor as wte.weight; stored once
+
+
+def save(path: str | os.PathLike, model: GPT, tokenizer: Tokenizer | None, metadata: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint directory atomically: a kill mid-save leaves the previous one intact."""
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != _TIED}
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(), **(metadata or {})}
+    with atomic.directory(path) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+    return path
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's config.json, with a one-line error for anything that is not a gptlab checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise GptlabError(f"no checkpoint at {path}")
+    if not path.is_dir():
+        raise GptlabError(f"{path} is not a checkpoint directory")
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise GptlabError(f"{path} is not a gptlab checkpoint: {CONFIG_FILE} is missing")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GptlabError(f"{config_path} is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        hint = ""
+        if isinstance(config, dict) and "model_type" in config:
+            hint = f"; it looks like a Hugging Face checkpoint: run `gptlab convert {path} OUT --to gptlab`"
+        raise GptlabError(f"{path} is not a gptlab checkpoint{hint}")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise GptlabError(f"{path} was written by a newer gptlab (format {config['format_version']}); upgrade gptlab")
+    return config
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise GptlabError(f"checkpoint {path} has no {WEIGHTS_FILE}")
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise GptlabError(f"{weights} is corrupt or truncated ({str(e).splitlines()[0]})") from None
+
+
+def build_model(config: GPTConfig, state: dict[str, torch.Tensor], source: str) -> GPT:
+    """Instantiate without random init, then fill every tensor; name any mismatch in one line."""
+    with torch.device("meta"):
+        model = GPT(config)
+    expected = {k: v.shape for k, v in model.state_dict().items() if k != _TIED}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(s)}" for k, s in expected.items() if k in state and state[k].shape != s]
+    problems = []
+    if missing:
+        problems.append(f"missing {_summarise(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_summarise(unexpected)}")
+    if wrong:
+        problems.append(f"shape {_summarise(wrong)}")
+    if problems:
+        raise GptlabError(f"{source} does not match its model config: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=False, assign=True)
+    model.lm_head.weight = model.wte.weight
+    return model.float().eval()
+
+
+def _summarise(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def load_tokenizer(path: Path) -> Tokenizer | None:
+    has_files = any((path / name).is_file() for name in ("vocab.json", "encoder.json"))
+    return Tokenizer.from_dir(path) if has_files else None
+
+
+def check_vocab(config: GPTConfig, tokenizer: Tokenizer | None, source: str) -> None:
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise GptlabError(
+            f"{source}: tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {config.vocab_size}"
+        )
+
+
+class LanguageModel:
+    """A model with its tokenizer: what `gptlab.load` returns and what generation and serving use."""
+
+    def __init__(self, model: GPT, tokenizer: Tokenizer | None, path: Path | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.path = path
+
+    @property
+    def config(self) -> GPTConfig:
+        return self.model.config
+
+    def require_tokenizer(self) -> Tokenizer:
+        if self.tokenizer is None:
+            raise GptlabError(f"checkpoint {self.path} has no tokenizer files (vocab.json + merges.txt)")
+        return self.tokenizer
+
+    def generate(self, prompt: str | list[str], **options: Any) -> str | list[str]:
+        from gptlab.generation import generate
+
+        return generate(self.model, self.require_tokenizer(), prompt, **options)
+
+    def stream(self, prompt: str, **options: Any):
+        from gptlab.generation import stream
+
+        return stream(self.model, self.require_tokenizer(), prompt, **options)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return save(path, self.model, self.tokenizer)
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LanguageModel:
+    """Load a checkpoint directory written by gptlab (training, `convert --to gptlab`, or `save`)."""
+    path = Path(path)
+    config_dict = read_config(path)
+    config = GPTConfig.from_dict(config_dict.get("model", {}))
+    model = build_model(config, load_state(path), f"checkpoint {path}")
+    tokenizer = load_tokenizer(path)
+    check_vocab(config, tokenizer, f"checkpoint {path}")
+    return LanguageModel(model.to(device), tokenizer, path)

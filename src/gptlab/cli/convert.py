@@ -1,0 +1,32 @@
+"""`gptlab convert`: to and from Hugging Face GPT-2 / GPT-Neo checkpoint directories."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    parser = verbs.add_parser(
+        "convert",
+        help="convert between Hugging Face (GPT-2, GPT-Neo) and gptlab checkpoints",
+        description=(
+            "Convert a checkpoint directory. --to gptlab reads a Hugging Face GPT-2 or GPT-Neo directory "
+            "(config.json + model.safetensors or pytorch_model.bin, plus vocab.json/merges.txt). --to hf writes one "
+            "that transformers loads with from_pretrained: GPT-2 for dense models, GPT-Neo for models with local "
+            "attention. Tokenizer files travel with the weights."
+        ),
+    )
+    parser.add_argument("src", type=Path, help="checkpoint directory to read")
+    parser.add_argument("dst", type=Path, help="directory to write")
+    parser.add_argument("--to", choices=("gptlab", "hf"), required=True, help="target format")
+    parser.add_argument("--overwrite", action="store_true", help="replace dst if it already exists")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from gptlab.checkpoint.hf import export_hf, import_hf
+
+    convert = import_hf if args.to == "gptlab" else export_hf
+    out = convert(args.src, args.dst, overwrite=args.overwrite)
+    print(f"wrote {args.to} checkpoint to {out}")

@@ -1,0 +1,68 @@
+"""`gptlab generate`: sample text from a checkpoint, streaming it as it is produced."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gptlab.cli.textio import read_text
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    parser = verbs.add_parser(
+        "generate",
+        help="generate text from a checkpoint (KV cache, streaming, batched prompts)",
+        description="Complete prompts with a gptlab checkpoint. One prompt streams to stdout as tokens arrive.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="gptlab checkpoint directory")
+    parser.add_argument("--prompt", action="append", default=[], help="prompt text (repeat for a batch)")
+    parser.add_argument("--prompt-file", type=Path, help="read one prompt from a UTF-8 file ('-' for stdin)")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate per prompt (default 128)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
+    parser.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling: smallest set holding this probability mass")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="CTRL-style penalty (>1 discourages repeats)")
+    parser.add_argument("--seed", type=int, help="random seed for reproducible samples")
+    parser.add_argument("--stop", action="append", default=[], help="stop when this text appears (repeatable)")
+    parser.add_argument("--num-samples", type=int, default=1, help="completions per prompt (default 1)")
+    parser.add_argument("--truncate", action="store_true", help="drop the start of a prompt that does not fit the context")
+    parser.add_argument("--echo", action="store_true", help="print the prompt before its completion")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    import gptlab
+    from gptlab.errors import GptlabError
+    from gptlab.generation import SamplingParams, stream_batch
+
+    prompts = list(args.prompt)
+    if args.prompt_file is not None:
+        prompts.append(sys.stdin.read() if str(args.prompt_file) == "-" else read_text(args.prompt_file))
+    if not prompts:
+        prompts = [""]  # unconditional sample, started from <|endoftext|>
+    if args.num_samples < 1:
+        raise GptlabError(f"--num-samples must be at least 1, got {args.num_samples}")
+    params = SamplingParams(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty, seed=args.seed, stop=tuple(args.stop), truncate=args.truncate,
+    )
+    lm = gptlab.load(args.checkpoint, device=args.device)
+    batch = [p for p in prompts for _ in range(args.num_samples)]
+    pieces = stream_batch(lm.model, lm.require_tokenizer(), batch, params)
+    if len(batch) == 1:
+        if args.echo:
+            sys.stdout.write(batch[0])
+        for _, piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    completions = [""] * len(batch)
+    for row, piece in pieces:
+        completions[row] += piece
+    for i, (prompt, completion) in enumerate(zip(batch, completions)):
+        if i:
+            print("-" * 40)
+        print((prompt if args.echo else "") + completion)

@@ -1,0 +1,104 @@
+import json
+
+import pytest
+import torch
+
+import gptlab
+from gptlab.errors import GptlabError
+from gptlab.model import GPT, preset
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, small_tokenizer):
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=small_tokenizer.vocab_size, attention=("global", "local"), window_size=16))
+    path = tmp_path_factory.mktemp("ckpt") / "model"
+    gptlab.save(path, model, small_tokenizer)
+    return path, model
+
+
+def test_round_trip_keeps_weights_config_and_tokenizer(checkpoint, small_tokenizer):
+    path, model = checkpoint
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "merges.txt", "model.safetensors", "vocab.json"]
+    lm = gptlab.load(path)
+    assert lm.config == model.config
+    idx = torch.randint(0, model.config.vocab_size, (2, 40))
+    assert torch.equal(lm.model(idx), model.eval()(idx))
+    assert lm.model.lm_head.weight is lm.model.wte.weight
+    text = "To be, or not to be"
+    assert lm.tokenizer.encode(text) == small_tokenizer.encode(text)
+    assert lm.tokenizer.decode(lm.tokenizer.encode(text)) == text
+
+
+def test_saved_config_is_readable_json(checkpoint):
+    config = json.loads((checkpoint[0] / "config.json").read_text())
+    assert config["format"] == "gptlab" and config["model"]["attention"] == ["global", "local"]
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(GptlabError, match="no checkpoint at"):
+        gptlab.load(tmp_path / "nope")
+    with pytest.raises(GptlabError, match="config.json is missing"):
+        gptlab.load(tmp_path)
+
+
+def test_truncated_weights(checkpoint, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in checkpoint[0].iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    data = (bad / "model.safetensors").read_bytes()
+    (bad / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(GptlabError, match="corrupt or truncated"):
+        gptlab.load(bad)
+    (bad / "model.safetensors").unlink()
+    with pytest.raises(GptlabError, match="has no model.safetensors"):
+        gptlab.load(bad)
+
+
+def test_weights_that_do_not_match_the_config(checkpoint, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in checkpoint[0].iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    config = json.loads((bad / "config.json").read_text())
+    config["model"]["n_layer"] = 3
+    config["model"]["d_model"] = 128
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(GptlabError, match=r"does not match its model config: missing h\.2\..*shape"):
+        gptlab.load(bad)
+
+
+def test_corrupt_or_foreign_config(checkpoint, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(GptlabError, match="not valid JSON"):
+        gptlab.load(bad)
+    (bad / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(GptlabError, match="Hugging Face checkpoint.*gptlab convert"):
+        gptlab.load(bad)
+
+
+def test_tokenizer_larger_than_model_vocab(small_tokenizer, tmp_path):
+    model = GPT(preset("tiny", vocab_size=small_tokenizer.vocab_size - 10))
+    gptlab.save(tmp_path / "m", model, small_tokenizer)
+    with pytest.raises(GptlabError, match="tokenizer has .* tokens but the model's vocab_size is"):
+        gptlab.load(tmp_path / "m")
+
+
+def test_save_replaces_atomically(checkpoint, tmp_path, small_tokenizer):
+    path = tmp_path / "m"
+    model = GPT(preset("tiny", vocab_size=small_tokenizer.vocab_size))
+    gptlab.save(path, model, small_tokenizer)
+    gptlab.save(path, model, small_tokenizer)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_generate_api_on_loaded_checkpoint(checkpoint):
+    lm = gptlab.load(checkpoint[0])
+    a = lm.generate("ROMEO:", max_new_tokens=20, temperature=0)
+    pieces = list(lm.stream("ROMEO:", max_new_tokens=20, temperature=0))
+    assert isinstance(a, str) and a == "".join(pieces)
+    batch = lm.generate(["ROMEO:", "To be, or not to be, that is the question:"], max_new_tokens=20, temperature=0)
+    assert batch[0] == a

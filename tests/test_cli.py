@@ -1,0 +1,118 @@
+"""The `gptlab` command as a user runs it: a real subprocess, real files, exit codes and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import gptlab
+from gptlab.model import GPT, preset
+
+
+def gptlab_cli(*args, input=None):
+    return subprocess.run(
+        [sys.executable, "-m", "gptlab", *map(str, args)], capture_output=True, text=True, input=input, timeout=300
+    )
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gptlab: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, small_tokenizer):
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=small_tokenizer.vocab_size, n_ctx=64, init_std=0.1))
+    return gptlab.save(tmp_path_factory.mktemp("cli") / "ckpt", model, small_tokenizer)
+
+
+def test_help_lists_every_verb_and_each_verb_has_help():
+    top = gptlab_cli("--help")
+    assert top.returncode == 0
+    for verb in ("model", "tokenizer", "convert", "generate"):
+        assert verb in top.stdout
+    for args in (["model", "info"], ["tokenizer", "train"], ["tokenizer", "encode"], ["tokenizer", "decode"],
+                 ["convert"], ["generate"]):
+        result = gptlab_cli(*args, "--help")
+        assert result.returncode == 0 and "usage: gptlab" in result.stdout and "--" in result.stdout, args
+
+
+def test_model_info_json_on_the_meta_device():
+    info = json.loads(gptlab_cli("model", "info", "gpt3-175b", "--json").stdout)
+    assert info["params"] == 174_604_259_328
+    assert (info["n_layer"], info["n_head"], info["d_model"], info["n_ctx"], info["vocab_size"]) == (96, 96, 12288, 2048, 50257)
+    assert json.loads(gptlab_cli("model", "info", "gpt2", "--json").stdout)["params"] == 124_439_808
+    assert_one_line_error(gptlab_cli("model", "info", "gpt9"), "unknown model preset")
+
+
+def test_model_info_reads_a_checkpoint(checkpoint, small_tokenizer):
+    info = json.loads(gptlab_cli("model", "info", checkpoint, "--json").stdout)
+    assert info["vocab_size"] == small_tokenizer.vocab_size and info["n_ctx"] == 64
+
+
+def test_tokenizer_train_encode_decode(tmp_path, shakespeare_text, small_tokenizer):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(shakespeare_text[:200_000])
+    out = tmp_path / "tok"
+    trained = gptlab_cli("tokenizer", "train", "--input", corpus, "--vocab-size", 400, "--out", out, "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    tok = gptlab.Tokenizer.from_dir(out)
+    assert tok.vocab_size == 400 and tok.eot_id == 399
+    sample = tmp_path / "sample.txt"
+    sample.write_text("First Citizen:\nBefore we proceed any further, hear me speak.")
+    ids = json.loads(gptlab_cli("tokenizer", "encode", "--tokenizer", out, "--input", sample).stdout)
+    assert ids == tok.encode(sample.read_text())
+    assert json.loads(gptlab_cli("tokenizer", "encode", "--tokenizer", out, input=sample.read_text()).stdout) == ids
+    decoded = gptlab_cli("tokenizer", "decode", "--tokenizer", out, "--text", json.dumps(ids))
+    assert decoded.stdout == sample.read_text() + "\n"
+
+
+def test_tokenizer_bad_input(tmp_path, small_tokenizer):
+    tokdir = tmp_path / "tok"
+    small_tokenizer.save(tokdir)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"caf\xe9 au lait")
+    assert_one_line_error(gptlab_cli("tokenizer", "encode", "--tokenizer", tokdir, "--input", bad), "not valid UTF-8")
+    assert_one_line_error(gptlab_cli("tokenizer", "encode", "--tokenizer", tmp_path / "none", "--text", "hi"))
+    assert_one_line_error(gptlab_cli("tokenizer", "decode", "--tokenizer", tokdir, "--text", "[1, 2"), "JSON")
+    assert_one_line_error(gptlab_cli("tokenizer", "train", "--input", tmp_path / "x.txt", "--vocab-size", 300, "--out", tmp_path / "o"), "not found")
+    assert_one_line_error(gptlab_cli("tokenizer", "train", "--input", bad, "--vocab-size", 300, "--out", tmp_path / "o"), "not valid UTF-8")
+
+
+def test_generate_matches_the_python_api(checkpoint):
+    lm = gptlab.load(checkpoint)
+    expected = lm.generate("ROMEO:", max_new_tokens=24, temperature=0)
+    result = gptlab_cli("generate", checkpoint, "--prompt", "ROMEO:", "--max-new-tokens", 24, "--temperature", 0)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected + "\n"
+    echoed = gptlab_cli("generate", checkpoint, "--prompt", "ROMEO:", "--max-new-tokens", 24, "--temperature", 0, "--echo")
+    assert echoed.stdout == "ROMEO:" + expected + "\n"
+
+
+def test_generate_seeded_sampling_batch_and_stop(checkpoint):
+    args = ["generate", checkpoint, "--prompt", "KING:", "--prompt", "QUEEN:", "--max-new-tokens", 30, "--seed", 3]
+    a, b = gptlab_cli(*args), gptlab_cli(*args)
+    assert a.returncode == 0 and a.stdout == b.stdout and a.stdout.count("-" * 40) == 1
+    lm = gptlab.load(checkpoint)
+    full = lm.generate("KING:", max_new_tokens=30, temperature=0)
+    stop = full[5:8]
+    stopped = gptlab_cli("generate", checkpoint, "--prompt", "KING:", "--max-new-tokens", 30, "--temperature", 0, "--stop", stop)
+    assert stopped.stdout == full[: full.index(stop)] + "\n"
+
+
+def test_generate_bad_input(checkpoint, tmp_path):
+    long_prompt = "word " * 200
+    assert_one_line_error(gptlab_cli("generate", checkpoint, "--prompt", long_prompt, "--max-new-tokens", 8), "context is 64 tokens", "--truncate")
+    ok = gptlab_cli("generate", checkpoint, "--prompt", long_prompt, "--max-new-tokens", 8, "--truncate", "--seed", 0)
+    assert ok.returncode == 0, ok.stderr
+    assert_one_line_error(gptlab_cli("generate", tmp_path / "missing", "--prompt", "x"), "no checkpoint at")
+    assert_one_line_error(gptlab_cli("generate", checkpoint, "--prompt", "x", "--top-p", 2), "top_p")
+    bad = tmp_path / "prompt.txt"
+    bad.write_bytes(b"\xff\xfe")
+    assert_one_line_error(gptlab_cli("generate", checkpoint, "--prompt-file", bad), "not valid UTF-8")

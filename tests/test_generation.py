@@ -1,0 +1,127 @@
+import pytest
+import torch
+
+from gptlab.errors import GptlabError
+from gptlab.generation import Decoder, SamplingParams, TextStream, fit_prompt, next_tokens
+from gptlab.model import GPT, preset
+
+VOCAB = 97
+
+
+def make_model(**overrides) -> GPT:
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=VOCAB, n_ctx=64, init_std=0.2, **overrides)).eval()
+    return model
+
+
+def uncached_greedy(model: GPT, prompt: list[int], n: int) -> list[int]:
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            ids.append(model(torch.tensor([ids]))[0, -1].argmax().item())
+    return ids[len(prompt):]
+
+
+def decode_all(model: GPT, prompts: list[list[int]], **params) -> list[list[int]]:
+    decoder = Decoder(model, prompts, SamplingParams(**params))
+    out = [[] for _ in prompts]
+    while not decoder.done:
+        for row, token in decoder.step().items():
+            out[row].append(token)
+    return out
+
+
+@pytest.mark.parametrize("overrides", [{}, {"attention": ("global", "local"), "window_size": 8}, {"norm": "post"}])
+def test_cached_greedy_equals_uncached(overrides):
+    model = make_model(**overrides)
+    prompt = [5, 17, 3, 88, 42, 1, 9, 9, 30, 2, 11]
+    assert decode_all(model, [prompt], max_new_tokens=30, temperature=0)[0] == uncached_greedy(model, prompt, 30)
+
+
+def test_batched_prompts_of_different_lengths_equal_single_runs():
+    model = make_model(attention=("global", "local"), window_size=8)
+    prompts = [[1, 2, 3], [50, 60, 70, 80, 90, 11, 12, 13, 14, 15, 16, 17], [7]]
+    batched = decode_all(model, prompts, max_new_tokens=20, temperature=0)
+    for prompt, got in zip(prompts, batched):
+        assert got == uncached_greedy(model, prompt, 20)
+
+
+def test_finished_rows_leave_the_batch_without_disturbing_others():
+    model = make_model()
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8]]
+    decoder = Decoder(model, prompts, SamplingParams(max_new_tokens=12, temperature=0))
+    out = {0: [], 1: []}
+    first = decoder.step()
+    for row, tok in first.items():
+        out[row].append(tok)
+    decoder.finish({0})
+    while not decoder.done:
+        for row, tok in decoder.step().items():
+            out[row].append(tok)
+    assert len(out[0]) == 1
+    assert out[1] == uncached_greedy(model, prompts[1], 12)
+
+
+def test_sampling_is_reproducible_with_a_seed_and_varies_without():
+    model = make_model()
+    a = decode_all(model, [[1, 2, 3]], max_new_tokens=25, temperature=1.0, seed=7)
+    b = decode_all(model, [[1, 2, 3]], max_new_tokens=25, temperature=1.0, seed=7)
+    c = decode_all(model, [[1, 2, 3]], max_new_tokens=25, temperature=1.0, seed=8)
+    assert a == b and a != c
+
+
+def test_top_k_and_top_p_filter_the_distribution():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 50)
+    greedy = logits.argmax(-1)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(next_tokens(logits, SamplingParams(top_k=1), gen), greedy)
+    assert torch.equal(next_tokens(logits, SamplingParams(top_p=1e-6), gen), greedy)
+    allowed = torch.topk(logits, 5).indices
+    samples = torch.stack([next_tokens(logits, SamplingParams(top_k=5), gen) for _ in range(200)], 1)
+    assert all(set(samples[r].tolist()) <= set(allowed[r].tolist()) for r in range(4))
+    probs = logits.softmax(-1)
+    sorted_p, order = probs.sort(-1, descending=True)
+    nucleus = [set(order[r, : int((sorted_p[r].cumsum(0) < 0.5).sum()) + 1].tolist()) for r in range(4)]
+    samples = torch.stack([next_tokens(logits, SamplingParams(top_p=0.5), gen) for _ in range(200)], 1)
+    assert all(set(samples[r].tolist()) == nucleus[r] for r in range(4))
+
+
+def test_repetition_penalty_discourages_seen_tokens():
+    model = make_model()
+    plain = decode_all(model, [[1, 2, 3]], max_new_tokens=30, temperature=0)[0]
+    penalised = decode_all(model, [[1, 2, 3]], max_new_tokens=30, temperature=0, repetition_penalty=100.0)[0]
+    assert len(set(penalised)) > len(set(plain))
+    assert len(set(penalised)) == len(penalised)  # a huge penalty never repeats while unseen tokens remain
+
+
+def test_prompt_that_does_not_fit_is_an_error_or_explicitly_truncated():
+    params = SamplingParams(max_new_tokens=10)
+    with pytest.raises(GptlabError, match="context is 64 tokens"):
+        fit_prompt(list(range(60)), 64, params)
+    truncated = SamplingParams(max_new_tokens=10, truncate=True)
+    assert fit_prompt(list(range(60)), 64, truncated) == list(range(6, 60))
+    with pytest.raises(GptlabError, match="no room"):
+        fit_prompt([1], 64, SamplingParams(max_new_tokens=64))
+    with pytest.raises(GptlabError, match="max_new_tokens"):
+        SamplingParams(max_new_tokens=0)
+    with pytest.raises(GptlabError, match="top_p"):
+        SamplingParams(top_p=1.5)
+
+
+def test_text_stream_holds_back_split_utf8_and_stop_prefixes():
+    stream = TextStream(("\n\n", "END"))
+    snowman = "☃".encode()
+    assert stream.push(b"hi " + snowman[:1]) == "hi "
+    assert stream.push(snowman[1:]) == "☃"
+    assert stream.push(b" E") == " "  # "E" could start "END"
+    assert stream.push(b"x") == "Ex"
+    assert stream.push(b"\n") == ""
+    assert stream.push(b"\nmore") == ""
+    assert stream.stopped and stream.close() == ""
+
+
+def test_text_stream_flushes_held_text_at_the_end():
+    stream = TextStream(("END",))
+    assert stream.push(b"abc EN") == "abc "
+    assert stream.close() == "EN"
