@@ -102,3 +102,15 @@ def test_generate_api_on_loaded_checkpoint(checkpoint):
     assert isinstance(a, str) and a == "".join(pieces)
     batch = lm.generate(["ROMEO:", "To be, or not to be, that is the question:"], max_new_tokens=20, temperature=0)
     assert batch[0] == a
+
+
+def test_checkpoint_files_get_normal_permissions(checkpoint):
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = checkpoint[0]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~umask
+    for f in path.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) & 0o644 == 0o644 & ~umask, f

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,22 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise GptlabError(f"checkpoint {path} has no {WEIGHTS_FILE}")
+    return read_weights(weights)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors or PyTorch state-dict file, or a one-line error saying why it cannot be read."""
     try:
-        return load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise GptlabError(f"{weights} is corrupt or truncated ({str(e).splitlines()[0]})") from None
+        if path.suffix == ".safetensors":
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise GptlabError(f"{path} is corrupt or truncated ({reason})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise GptlabError(f"{path} does not hold a state dict of tensors")
+    return state
 
 
 def build_model(config: GPTConfig, state: dict[str, torch.Tensor], source: str) -> GPT:

@@ -122,8 +122,9 @@ PRESETS: dict[str, Preset] = {
     "mini": Preset(GPTConfig(n_layer=4, d_model=128, n_head=4, n_ctx=256, **_SMALL), "CPU laptop size, GPT-2 style"),
     "midi": Preset(GPTConfig(n_layer=6, d_model=384, n_head=6, n_ctx=512, **_SMALL), "CPU/small-GPU size, GPT-2 style"),
     "gpt1": Preset(
+        # OpenAI's GPT-1 code computes GELU with the tanh approximation, as HF's openai-gpt does.
         GPTConfig(
-            vocab_size=40478, n_ctx=512, norm="post", activation="gelu", scale_residual_init=False,
+            vocab_size=40478, n_ctx=512, norm="post", activation="gelu_new", scale_residual_init=False,
             embd_pdrop=0.1, resid_pdrop=0.1, attn_pdrop=0.1,
         ),
         "GPT-1 (post-LN, 40k BPE merges)", batch_tokens=64 * 512, lr=2.5e-4,

@@ -1,0 +1,6 @@
+"""GPT-2 byte-level BPE: load GPT-2's files or train on a corpus, encode at tiktoken's speed."""
+
+from gptlab.tokenizer.bpe import GPT1_SPECIAL_TOKENS, GPT2_PATTERN, Tokenizer
+from gptlab.tokenizer.train import train_tokenizer
+
+__all__ = ["GPT1_SPECIAL_TOKENS", "GPT2_PATTERN", "Tokenizer", "train_tokenizer"]
