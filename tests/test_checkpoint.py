@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -36,17 +37,14 @@ def test_saved_config_is_readable_json(checkpoint):
 
 
 def test_missing_checkpoint(tmp_path):
-    with pytest.raises(GptlabError, match="no checkpoint at"):
+    with pytest.raises(GptlabError, match="no gptlab checkpoint at"):
         gptlab.load(tmp_path / "nope")
     with pytest.raises(GptlabError, match="config.json is missing"):
         gptlab.load(tmp_path)
 
 
 def test_truncated_weights(checkpoint, tmp_path):
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    for f in checkpoint[0].iterdir():
-        (bad / f.name).write_bytes(f.read_bytes())
+    bad = shutil.copytree(checkpoint[0], tmp_path / "bad")
     data = (bad / "model.safetensors").read_bytes()
     (bad / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(GptlabError, match="corrupt or truncated"):
@@ -57,10 +55,7 @@ def test_truncated_weights(checkpoint, tmp_path):
 
 
 def test_weights_that_do_not_match_the_config(checkpoint, tmp_path):
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    for f in checkpoint[0].iterdir():
-        (bad / f.name).write_bytes(f.read_bytes())
+    bad = shutil.copytree(checkpoint[0], tmp_path / "bad")
     config = json.loads((bad / "config.json").read_text())
     config["model"]["n_layer"] = 3
     config["model"]["d_model"] = 128

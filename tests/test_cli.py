@@ -111,7 +111,7 @@ def test_generate_bad_input(checkpoint, tmp_path):
     assert_one_line_error(gptlab_cli("generate", checkpoint, "--prompt", long_prompt, "--max-new-tokens", 8), "context is 64 tokens", "--truncate")
     ok = gptlab_cli("generate", checkpoint, "--prompt", long_prompt, "--max-new-tokens", 8, "--truncate", "--seed", 0)
     assert ok.returncode == 0, ok.stderr
-    assert_one_line_error(gptlab_cli("generate", tmp_path / "missing", "--prompt", "x"), "no checkpoint at")
+    assert_one_line_error(gptlab_cli("generate", tmp_path / "missing", "--prompt", "x"), "no gptlab checkpoint at")
     assert_one_line_error(gptlab_cli("generate", checkpoint, "--prompt", "x", "--top-p", 2), "top_p")
     bad = tmp_path / "prompt.txt"
     bad.write_bytes(b"\xff\xfe")

@@ -25,6 +25,7 @@ from gptlab.checkpoint.io import (
     CONFIG_FILE, FORMAT, WEIGHTS_FILE, build_model, check_vocab, load, load_tokenizer, read_weights, save,
 )
 from gptlab.errors import GptlabError
+from gptlab.files import read_config_dir
 from gptlab.model import GPT, GPTConfig
 from gptlab.tokenizer import Tokenizer
 
@@ -207,17 +208,7 @@ def _check_destination(dst: Path, overwrite: bool) -> None:
 
 
 def _read_hf_config(src: Path) -> dict[str, Any]:
-    if not src.is_dir():
-        raise GptlabError(f"no Hugging Face checkpoint directory at {src}")
-    path = src / CONFIG_FILE
-    if not path.is_file():
-        raise GptlabError(f"{src} is not a Hugging Face checkpoint: {CONFIG_FILE} is missing")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GptlabError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(config, dict):
-        raise GptlabError(f"{path} is not a JSON object")
+    config = read_config_dir(src, CONFIG_FILE, "Hugging Face")
     if config.get("format") == FORMAT:
         raise GptlabError(f"{src} is already a gptlab checkpoint")
     return config

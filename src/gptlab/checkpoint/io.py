@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from gptlab import atomic
 from gptlab.errors import GptlabError
+from gptlab.files import read_config_dir
 from gptlab.model import GPT, GPTConfig
 from gptlab.tokenizer import Tokenizer
 
@@ -40,20 +41,10 @@ def save(path: str | os.PathLike, model: GPT, tokenizer: Tokenizer | None, metad
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint's config.json, with a one-line error for anything that is not a gptlab checkpoint."""
     path = Path(path)
-    if not path.exists():
-        raise GptlabError(f"no checkpoint at {path}")
-    if not path.is_dir():
-        raise GptlabError(f"{path} is not a checkpoint directory")
-    config_path = path / CONFIG_FILE
-    if not config_path.is_file():
-        raise GptlabError(f"{path} is not a gptlab checkpoint: {CONFIG_FILE} is missing")
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GptlabError(f"{config_path} is not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    config = read_config_dir(path, CONFIG_FILE, "gptlab")
+    if config.get("format") != FORMAT:
         hint = ""
-        if isinstance(config, dict) and "model_type" in config:
+        if "model_type" in config:
             hint = f"; it looks like a Hugging Face checkpoint: run `gptlab convert {path} OUT --to gptlab`"
         raise GptlabError(f"{path} is not a gptlab checkpoint{hint}")
     if config.get("format_version", 0) > FORMAT_VERSION:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gptlab.cli.textio import read_text
+from gptlab.files import read_text
 
 
 def register(verbs: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from gptlab.cli.textio import read_text
+from gptlab.files import read_text
 from gptlab.errors import GptlabError
 
 

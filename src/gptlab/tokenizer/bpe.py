@@ -18,6 +18,7 @@ import tiktoken
 
 from gptlab import atomic
 from gptlab.errors import GptlabError
+from gptlab.files import read_json, read_text
 from gptlab.tokenizer.byte_unicode import BYTE_TO_UNICODE, token_to_bytes
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -252,29 +253,15 @@ def _mergeable_ranks(
     return ranks, byte_ids
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise GptlabError(f"cannot read {path}: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise GptlabError(f"{path} is not valid UTF-8 (byte {e.start})") from None
-
-
 def _read_vocab(path: Path) -> dict[str, int]:
-    try:
-        vocab = json.loads(_read_text(path))
-    except json.JSONDecodeError as e:
-        raise GptlabError(
-            f"{path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
-        ) from None
+    vocab = read_json(path)
     if not isinstance(vocab, dict) or not vocab:
         raise GptlabError(f"{path} must be a JSON object mapping token strings to ids")
     return vocab
 
 
 def _read_merges(path: Path) -> list[tuple[str, str]]:
-    lines = _read_text(path).split("\n")
+    lines = read_text(path).split("\n")
     first = 1 if lines[0].startswith("#version") else 0
     while lines and not lines[-1].strip():
         lines.pop()
