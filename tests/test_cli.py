@@ -151,3 +151,10 @@ def test_readme_tour_convert_a_hf_model_then_generate(tmp_path, small_tokenizer)
         assert (reloaded(x).logits - hf(x).logits).abs().max() < 1e-4
     assert_one_line_error(gptlab_cli("convert", tmp_path / "hf", tmp_path / "ours", "--to", "gptlab"), "--overwrite")
     assert_one_line_error(gptlab_cli("convert", tmp_path / "nothing", tmp_path / "x", "--to", "gptlab"))
+
+
+def test_unconditional_sample_starts_from_endoftext(checkpoint):
+    result = gptlab_cli("generate", checkpoint, "--max-new-tokens", 10, "--seed", 0)
+    assert result.returncode == 0, result.stderr
+    lm = gptlab.load(checkpoint)
+    assert result.stdout == lm.generate("", max_new_tokens=10, seed=0, temperature=0.8) + "\n"

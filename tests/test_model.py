@@ -56,6 +56,12 @@ def test_bad_config_is_a_clear_error():
         preset("gpt5")
     with pytest.raises(GptlabError, match="attention"):
         preset("tiny", attention=("dense",))
+    with pytest.raises(GptlabError, match="d_ff must be a positive integer"):
+        preset("tiny", d_ff="big")
+    with pytest.raises(GptlabError, match="n_layer must be a positive integer"):
+        preset("tiny", n_layer=2.0)
+    with pytest.raises(GptlabError, match="attn_pdrop must be a number"):
+        preset("tiny", attn_pdrop="0.1")
 
 
 def test_residual_init_scaled_for_gpt2_not_gpt1():

@@ -144,7 +144,12 @@ class LanguageModel:
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LanguageModel:
-    """Load a checkpoint directory written by gptlab (training, `convert --to gptlab`, or `save`)."""
+    """Load a checkpoint directory written by gptlab (training, `convert --to gptlab`, or `save`).
+
+    `device="auto"` picks the GPU when there is one.
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     path = Path(path)
     config_dict = read_config(path)
     config = GPTConfig.from_dict(config_dict.get("model", {}))

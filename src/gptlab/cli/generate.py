@@ -28,7 +28,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-samples", type=int, default=1, help="completions per prompt (default 1)")
     parser.add_argument("--truncate", action="store_true", help="drop the start of a prompt that does not fit the context")
     parser.add_argument("--echo", action="store_true", help="print the prompt before its completion")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--device", default="auto", help="torch device: auto (GPU if present), cpu, cuda, ...")
     parser.set_defaults(run=run)
 
 

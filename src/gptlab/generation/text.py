@@ -11,6 +11,7 @@ import codecs
 from collections.abc import Iterator
 from typing import Any
 
+from gptlab.errors import GptlabError
 from gptlab.generation.decode import Decoder
 from gptlab.generation.sampling import SamplingParams
 from gptlab.model import GPT
@@ -54,9 +55,11 @@ def _overlap(text: str, stop: str) -> int:
 
 def _encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
     ids = tokenizer.encode(prompt)
-    if not ids and tokenizer.eot_id is not None:
-        return [tokenizer.eot_id]  # GPT-2 convention: unconditional samples start from <|endoftext|>
-    return ids
+    if ids:
+        return ids
+    if tokenizer.eot_id is None:
+        raise GptlabError("empty prompt, and the tokenizer has no <|endoftext|> to start an unconditional sample from")
+    return [tokenizer.eot_id]  # GPT-2 convention: unconditional samples start from <|endoftext|>
 
 
 def stream_batch(model: GPT, tokenizer: Tokenizer, prompts: list[str], params: SamplingParams) -> Iterator[tuple[int, str]]:

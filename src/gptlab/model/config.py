@@ -39,14 +39,15 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attention", tuple(self.attention))
-        positive = ("vocab_size", "n_ctx", "n_layer", "n_head", "d_model", "window_size")
-        for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise GptlabError(f"model config: {name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("vocab_size", "n_ctx", "n_layer", "n_head", "d_model", "window_size", "d_ff"):
+            value = getattr(self, name)
+            if (value is not None or name != "d_ff") and (type(value) is not int or value <= 0):
+                raise GptlabError(f"model config: {name} must be a positive integer, got {value!r}")
+        for name in ("layer_norm_eps", "init_std", "embd_pdrop", "resid_pdrop", "attn_pdrop"):
+            if type(getattr(self, name)) not in (int, float):
+                raise GptlabError(f"model config: {name} must be a number, got {getattr(self, name)!r}")
         if self.d_model % self.n_head:
             raise GptlabError(f"model config: d_model {self.d_model} is not divisible by n_head {self.n_head}")
-        if self.d_ff is not None and self.d_ff <= 0:
-            raise GptlabError(f"model config: d_ff must be positive, got {self.d_ff}")
         if self.norm not in ("pre", "post"):
             raise GptlabError(f"model config: norm must be 'pre' or 'post', got {self.norm!r}")
         if self.activation not in ("gelu", "gelu_new"):
