@@ -187,6 +187,22 @@ def test_export_matches_gptlab(tmp_path, tokenizer, ids, fields, hf_class):
     assert io.load(tmp_path / "back").require_tokenizer().encode(TEXT) == tokenizer.encode(TEXT)
 
 
+def test_export_declares_gpt1_special_tokens(tmp_path, tokenizer):
+    """Special tokens travel with the weights: HF sees GPT-1's start/delimiter/extract at gptlab's ids."""
+    from gptlab.tokenizer import GPT1_SPECIAL_TOKENS
+
+    tok = tokenizer.with_special_tokens(GPT1_SPECIAL_TOKENS)
+    io.save(tmp_path / "gptlab", gptlab_model(tok.vocab_size), tok)
+    export_hf(tmp_path / "gptlab", tmp_path / "hf")
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert [hf_tok.convert_tokens_to_ids(t) for t in GPT1_SPECIAL_TOKENS] == [tok.special_id(t) for t in GPT1_SPECIAL_TOKENS]
+    assert set(GPT1_SPECIAL_TOKENS) <= set(hf_tok.all_special_tokens)
+    ids = [tok.special_id("<|start|>"), *tok.encode(TEXT), tok.special_id("<|extract|>")]
+    assert hf_tok.decode(ids) == tok.decode(ids)
+    import_hf(tmp_path / "hf", tmp_path / "back")
+    assert io.load(tmp_path / "back").require_tokenizer().special_tokens == tok.special_tokens
+
+
 def test_neo_export_compresses_uneven_attention_patterns(tmp_path, tokenizer):
     io.save(tmp_path / "gptlab", gptlab_model(tokenizer.vocab_size, **LOCAL, n_layer=3, qkv_bias=False), tokenizer)
     config = transformers.AutoConfig.from_pretrained(export_hf(tmp_path / "gptlab", tmp_path / "hf"))

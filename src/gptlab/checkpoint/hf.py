@@ -280,6 +280,12 @@ def _save_hf_tokenizer(tokenizer: Tokenizer, config: GPTConfig, dst: Path) -> No
         "bos_token": eot,
         "eos_token": eot,
         "unk_token": eot,
+        # declared so HF keeps them whole and lists them as special (GPT-1's start/delimiter/extract)
+        "added_tokens_decoder": {
+            str(i): {"content": t, "special": True, "lstrip": False, "rstrip": False, "normalized": False, "single_word": False}
+            for t, i in sorted(tokenizer.special_tokens.items(), key=lambda item: item[1])
+        },
+        "additional_special_tokens": [t for t in tokenizer.special_tokens if t != _EOT],
     }
     (dst / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
 
