@@ -16,7 +16,9 @@ from gptlab import atomic
 from gptlab.errors import GptlabError
 from gptlab.files import read_config_dir
 from gptlab.model import GPT, GPTConfig
-from gptlab.tokenizer import Tokenizer
+from gptlab.tokenizer import CharTokenizer, Tokenizer
+from gptlab.tokenizer import load_tokenizer as read_tokenizer
+from gptlab.tokenizer.simple import CHARS_FILE
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -25,8 +27,17 @@ FORMAT_VERSION = 1
 _TIED = "lm_head.weight"  # same tensor as wte.weight; stored once
 
 
-def save(path: str | os.PathLike, model: GPT, tokenizer: Tokenizer | None, metadata: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint directory atomically: a kill mid-save leaves the previous one intact."""
+def save(
+    path: str | os.PathLike,
+    model: GPT,
+    tokenizer: Tokenizer | None,
+    metadata: dict[str, Any] | None = None,
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
+    """Write a checkpoint directory atomically: a kill mid-save leaves the previous one intact.
+
+    `extra_files` (name -> bytes) land in the same directory in the same rename, e.g. training state.
+    """
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != _TIED}
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(), **(metadata or {})}
@@ -35,6 +46,8 @@ def save(path: str | os.PathLike, model: GPT, tokenizer: Tokenizer | None, metad
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save(tmp)
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
     return path
 
 
@@ -100,9 +113,10 @@ def _summarise(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
-def load_tokenizer(path: Path) -> Tokenizer | None:
-    has_files = any((path / name).is_file() for name in ("vocab.json", "encoder.json"))
-    return Tokenizer.from_dir(path) if has_files else None
+def load_tokenizer(path: Path) -> Tokenizer | CharTokenizer | None:
+    """The tokenizer saved in a checkpoint directory, or None if it holds no tokenizer files."""
+    has_files = any((path / name).is_file() for name in ("vocab.json", "encoder.json", CHARS_FILE))
+    return read_tokenizer(path) if has_files else None
 
 
 def check_vocab(config: GPTConfig, tokenizer: Tokenizer | None, source: str) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gptlab.cli import convert, generate, model, tokenizer
+from gptlab.cli import convert, generate, model, quickstart, tokenizer, train
 from gptlab.errors import GptlabError
 
-VERBS = (model, tokenizer, convert, generate)
+VERBS = (quickstart, train, generate, model, tokenizer, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

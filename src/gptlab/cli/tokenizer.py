@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from gptlab.files import read_text
 from gptlab.errors import GptlabError
+from gptlab.files import read_text
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -57,15 +57,15 @@ def _source(args: argparse.Namespace) -> str:
 
 
 def run_encode(args: argparse.Namespace) -> None:
-    from gptlab.tokenizer import Tokenizer
+    from gptlab.tokenizer import load_tokenizer
 
-    print(json.dumps(Tokenizer.from_dir(args.tokenizer).encode(_source(args))))
+    print(json.dumps(load_tokenizer(args.tokenizer).encode(_source(args))))
 
 
 def run_decode(args: argparse.Namespace) -> None:
-    from gptlab.tokenizer import Tokenizer
+    from gptlab.tokenizer import load_tokenizer
 
-    tok = Tokenizer.from_dir(args.tokenizer)
+    tok = load_tokenizer(args.tokenizer)
     try:
         ids = json.loads(_source(args))
     except json.JSONDecodeError as e:

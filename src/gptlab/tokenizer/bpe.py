@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import tiktoken
 
 from gptlab import atomic
@@ -35,7 +36,38 @@ _TIKTOKEN_ENCODES_BYTES = hasattr(tiktoken.Encoding, "_encode_bytes")
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]+")
 
 
-class Tokenizer:
+class SpecialTokens:
+    """Special-token lookups over `_special` (name -> id), shared by the tokenizer classes."""
+
+    _special: dict[str, int]
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        return dict(self._special)
+
+    @property
+    def eot_id(self) -> int | None:
+        """Id of <|endoftext|>, the document separator, if this vocabulary has one."""
+        return self._special.get(EOT)
+
+    def special_id(self, name: str) -> int:
+        try:
+            return self._special[name]
+        except KeyError:
+            known = ", ".join(self._special) or "none"
+            raise GptlabError(
+                f"tokenizer has no special token {name!r} (it has: {known})"
+            ) from None
+
+
+def id_list(ids: Iterable[int]) -> list[int]:
+    """`ids` as a list (itself if it is one) from a tuple, tensor, array or any iterable."""
+    if isinstance(ids, list):
+        return ids
+    return ids.tolist() if hasattr(ids, "tolist") else list(ids)
+
+
+class Tokenizer(SpecialTokens):
     """Byte-level BPE with GPT-2's ids: 256 byte tokens, merge results, then special tokens."""
 
     def __init__(
@@ -131,8 +163,7 @@ class Tokenizer:
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The exact bytes `ids` stand for. Accepts lists, tuples, tensors and arrays."""
-        if not isinstance(ids, (list, tuple)):
-            ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        ids = id_list(ids)
         try:
             return self._enc.decode_bytes(ids)
         except (KeyError, OverflowError):
@@ -146,23 +177,13 @@ class Tokenizer:
         """Largest id + 1: the number of embedding rows a model needs."""
         return self._vocab_size
 
-    @property
-    def special_tokens(self) -> dict[str, int]:
-        return dict(self._special)
-
-    @property
-    def eot_id(self) -> int | None:
-        """Id of <|endoftext|>, the document separator, if this vocabulary has one."""
-        return self._special.get(EOT)
-
-    def special_id(self, name: str) -> int:
-        try:
-            return self._special[name]
-        except KeyError:
-            known = ", ".join(self._special) or "none"
-            raise GptlabError(
-                f"tokenizer has no special token {name!r} (it has: {known})"
-            ) from None
+    def token_bytes(self) -> np.ndarray:
+        """Bytes each id stands for (0 for special tokens and unused ids): sums give bits per byte."""
+        lengths = np.zeros(self._vocab_size, dtype=np.int64)
+        for token, i in self._vocab.items():
+            if token not in self._special:
+                lengths[i] = len(token)  # a byte-level token string has one character per byte
+        return lengths
 
     def with_special_tokens(self, names: Iterable[str]) -> Tokenizer:
         """A copy with the missing `names` added as special tokens, given new ids at the end."""

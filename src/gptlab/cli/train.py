@@ -1,0 +1,55 @@
+"""`gptlab train`: pretrain a GPT from a YAML config, any key overridden on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from gptlab.model import GPTConfig
+from gptlab.train.config import field_help
+
+_FLAGS = {"resume", "compile", "activation_checkpointing", "tensorboard", "progress"}
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    parser = verbs.add_parser(
+        "train",
+        help="pretrain a GPT on text, JSONL or token shards (resumable, torchrun-ready)",
+        description=(
+            "Pretrain a GPT with the GPT-3 recipe. Settings come from CONFIG.yaml (see configs/) and any "
+            "--key value on the command line; model fields (--n-layer, --d-model, --resid-pdrop, "
+            "--attention global,local, --window-size, ...) override the --model preset. Scale out with "
+            "`torchrun --nproc_per_node N -m gptlab train ...`."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("config", nargs="?", type=Path, help="YAML config file")
+    training = parser.add_argument_group("training")
+    for name, default, doc in field_help():
+        flag = "--" + name.replace("_", "-")
+        if name == "data":
+            training.add_argument(flag, action="append", default=argparse.SUPPRESS, help=doc + " (repeatable)")
+        elif name in _FLAGS:
+            training.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"{doc} (default {default})")
+        else:
+            training.add_argument(flag, default=argparse.SUPPRESS, metavar="VALUE", help=f"{doc} (default {default})")
+    model = parser.add_argument_group("model fields (override the preset)")
+    for f in dataclasses.fields(GPTConfig):
+        model.add_argument("--" + f.name.replace("_", "-"), dest=f"model.{f.name}", default=argparse.SUPPRESS, metavar="VALUE")
+    parser.set_defaults(run=run)
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    """The keys given on the command line, as typed; build_config types them."""
+    return {key: value for key, value in vars(args).items() if key not in ("config", "run")}
+
+
+def run(args: argparse.Namespace) -> None:
+    from gptlab.train import train
+    from gptlab.train.config import build_config
+
+    result = train(build_config(args.config, overrides(args)))
+    if result.val_bpb is not None:
+        print(f"validation: {result.val_loss:.4f} nats/token, {result.val_bpb:.4f} bits/byte after {result.step} steps")
+    print(f"checkpoint: {result.final}\nloss plot:  {result.out / 'loss.png'}\nmetrics:    {result.out / 'metrics.jsonl'}")

@@ -1,0 +1,104 @@
+"""Training windows over a packed token stream, drawn without replacement and resumable exactly.
+
+An epoch cuts the stream into non-overlapping windows of seq_len + 1 tokens (inputs, and targets
+shifted by one), seq_len apart, and visits them in random order. The cut points move by a random
+offset each epoch so that no token boundary is always a window edge. Epoch e depends only on
+(seed, e), so (epoch, position) is all a checkpoint needs to continue the same sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from gptlab.errors import GptlabError
+
+
+class WindowSampler:
+    """Start offsets of training windows, epoch after epoch."""
+
+    def __init__(self, n_tokens: int, seq_len: int, seed: int) -> None:
+        _window_count(n_tokens, seq_len)
+        self.n_tokens = n_tokens
+        self.seq_len = seq_len
+        self.seed = seed
+        self._start_epoch(0)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next window comes from, counting from 0."""
+        return self._epoch
+
+    def next_starts(self, n: int) -> np.ndarray:
+        """The next `n` window starts, continuing into the next epoch when this one runs out."""
+        parts = [np.empty(0, dtype=np.int64)]
+        while n > 0:
+            part = self._starts[self._position : self._position + n]
+            parts.append(part)
+            n -= len(part)
+            self._position += len(part)
+            if self._position == len(self._starts):
+                self._start_epoch(self._epoch + 1)
+        return np.concatenate(parts)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch, "position": self._position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state`; the data, seq_len and seed must be those it was saved with."""
+        epoch, position = state.get("epoch"), state.get("position")
+        if not all(type(v) is int and v >= 0 for v in (epoch, position)):
+            raise GptlabError(f"sampler state {state} needs integer epoch and position >= 0")
+        starts = self._epoch_starts(epoch)
+        if position > len(starts):
+            raise GptlabError(
+                f"sampler state {state} is past the {len(starts)} windows of epoch {epoch}:"
+                " the training data or seq_len changed since it was saved"
+            )
+        self._epoch, self._position, self._starts = epoch, position, starts
+        if position == len(starts):
+            self._start_epoch(epoch + 1)
+
+    def _start_epoch(self, epoch: int) -> None:
+        self._epoch, self._position, self._starts = epoch, 0, self._epoch_starts(epoch)
+
+    def _epoch_starts(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        # Offsets up to seq_len - 1 cover every cut position; larger ones would leave no window.
+        offset = int(rng.integers(min(self.seq_len, self.n_tokens - self.seq_len)))
+        count = (self.n_tokens - 1 - offset) // self.seq_len
+        return offset + rng.permutation(count) * self.seq_len
+
+
+def batch_from_starts(
+    tokens: np.ndarray, starts: np.ndarray, seq_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs x and targets y, int64 [len(starts), seq_len], y being x shifted by one token."""
+    windows = tokens[np.asarray(starts)[:, None] + np.arange(seq_len + 1)]
+    windows = torch.from_numpy(windows.astype(np.int64))
+    return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+
+
+def eval_starts(n_tokens: int, seq_len: int, max_windows: int) -> np.ndarray:
+    """Fixed validation windows: all the non-overlapping ones, or max_windows evenly spread."""
+    if max_windows < 1:
+        raise GptlabError(f"max_windows must be at least 1, got {max_windows}")
+    count = _window_count(n_tokens, seq_len)
+    picked = np.arange(count)
+    if count > max_windows:
+        picked = np.linspace(0, count - 1, max_windows).round().astype(np.int64)
+    return picked * seq_len
+
+
+def _window_count(n_tokens: int, seq_len: int) -> int:
+    """Windows of seq_len + 1 tokens, seq_len apart, that fit in the stream from its start."""
+    if seq_len < 1:
+        raise GptlabError(f"seq_len must be at least 1, got {seq_len}")
+    if n_tokens < seq_len + 1:
+        raise GptlabError(
+            f"{n_tokens} tokens are too few for one window of seq_len {seq_len}: it takes"
+            f" {seq_len + 1} (the inputs and the next-token targets)"
+        )
+    return (n_tokens - 1) // seq_len

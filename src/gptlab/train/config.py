@@ -1,0 +1,188 @@
+"""Training configuration: one YAML file, every key overridable with `--key value` on the command line.
+
+Model fields (n_layer, d_model, dropout, attention, ...) sit beside the training fields and override
+the chosen preset, so `--model gpt3-small --n-layer 4` is a four-layer GPT-3 small.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from gptlab.errors import GptlabError
+from gptlab.model import GPTConfig
+
+
+@dataclass
+class TrainConfig:
+    data: list[str] = field(default_factory=list)
+    """Text files, folders of them, JSONL files with a `text` field, or token-shard directories."""
+    tokenizer: str = "byte"
+    """`byte`, `char`, `bpe:N` (train an N-token BPE on the data), or a tokenizer/checkpoint directory."""
+    model: str = "mini"
+    """A model preset; model fields given beside it override the preset's."""
+    out: str = "runs/gptlab"
+    seq_len: int | None = None
+    """Training window; defaults to the model's context (and sets it when shorter)."""
+    batch_size: int = 12
+    """Sequences per optimizer step, over all processes."""
+    micro_batch_size: int | None = None
+    """Sequences per forward pass; the rest is gradient accumulation. Defaults to batch_size."""
+    max_steps: int = 1000
+    lr: float | None = None
+    """Peak learning rate; defaults to the preset's paper value, else 1e-3."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay ends at this fraction of the peak (GPT-3: 10%)."""
+    warmup_steps: int = 100
+    lr_decay_steps: int | None = None
+    """Steps of cosine decay after which the rate stays at the floor; defaults to max_steps."""
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    batch_ramp_steps: int = 0
+    """Grow the batch linearly from batch_ramp_start to batch_size over this many steps (GPT-3)."""
+    batch_ramp_start: int | None = None
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """bf16 autocast; `auto` uses it on GPUs that support it and fp32 on CPU."""
+    compile: bool = False
+    activation_checkpointing: bool = False
+    val_fraction: float = 0.1
+    eval_every: int = 250
+    eval_windows: int = 200
+    """Validation windows scored at each evaluation (a fixed, evenly spread set)."""
+    log_every: int = 10
+    save_every: int = 500
+    keep_checkpoints: int = 3
+    sample_tokens: int = 200
+    """Tokens sampled at each evaluation to show progress (0 = none)."""
+    sample_prompt: str = ""
+    seed: int = 1337
+    device: str = "auto"
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    on_nan: Literal["stop", "skip"] = "stop"
+    tensorboard: bool = False
+    resume: bool = False
+    progress: bool = True
+    threads: int | None = None
+    """CPU threads for PyTorch; defaults to PyTorch's choice."""
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        for name in ("batch_size", "max_steps", "eval_every", "log_every", "save_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise GptlabError(f"train config: {name} must be at least 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "batch_ramp_steps", "sample_tokens", "eval_windows"):
+            if getattr(self, name) < 0:
+                raise GptlabError(f"train config: {name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.val_fraction < 1:
+            raise GptlabError(f"train config: val_fraction must be in [0, 1), got {self.val_fraction}")
+        micro = self.micro_batch_size or self.batch_size
+        if micro < 1 or self.batch_size % micro:
+            raise GptlabError(f"train config: batch_size {self.batch_size} is not a multiple of micro_batch_size {micro}")
+        unknown = sorted(set(self.model_overrides) - _MODEL_FIELDS)
+        if unknown:
+            raise GptlabError(f"train config: unknown model field(s) {', '.join(unknown)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "model_overrides"}
+_MODEL_FIELDS = {f.name for f in dataclasses.fields(GPTConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
+_MODEL_HINTS = typing.get_type_hints(GPTConfig)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check a YAML/CLI value against the field's type; ints pass where floats are expected."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    if isinstance(value, str) and hint is not str and origin is not Literal:
+        try:
+            value = yaml.safe_load(value)  # command-line text, typed as YAML would type it: 1e-3, true, [a, b]
+        except yaml.YAMLError:
+            pass
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise GptlabError(f"{name} must be one of {', '.join(map(str, typing.get_args(hint)))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        return [str(v) for v in items]
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if hint in (int, bool, str, dict) and type(value) is hint:
+        return value
+    raise GptlabError(f"{name} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def build_config(yaml_path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults, then the YAML file, then command-line overrides; model fields go to model_overrides."""
+    values: dict[str, Any] = {}
+    if yaml_path is not None:
+        from gptlab.files import read_text
+
+        try:
+            loaded = yaml.safe_load(read_text(yaml_path)) or {}
+        except yaml.YAMLError as e:
+            raise GptlabError(f"{yaml_path} is not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise GptlabError(f"{yaml_path} must hold a mapping of config keys")
+        values.update(loaded)
+    values.update(overrides)
+    model_overrides = dict(values.pop("model_overrides", None) or {})
+    config: dict[str, Any] = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key.startswith("model."):
+            key = key[len("model.") :]
+            if key not in _MODEL_FIELDS:
+                raise GptlabError(f"unknown model field {key!r}")
+        if key in _FIELDS:
+            config[key] = _coerce(key, value, _HINTS[key])
+        elif key in _MODEL_FIELDS:
+            model_overrides[key] = _coerce(key, value, list[str] if key == "attention" else _MODEL_HINTS[key])
+        else:
+            raise GptlabError(f"unknown config key {key!r}; see `gptlab train --help`")
+    return TrainConfig(**config, model_overrides=model_overrides)
+
+
+def field_help() -> list[tuple[str, Any, str]]:
+    """(name, default, description) of every training field, for --help."""
+    rows = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "model_overrides":
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        rows.append((f.name, default, _docs().get(f.name, "")))
+    return rows
+
+
+def _docs() -> dict[str, str]:
+    """Field docstrings, read from this module's source so --help and the code say the same thing."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(TrainConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(following.value.value).split())  # type: ignore[union-attr]
+    return docs

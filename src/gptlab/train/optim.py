@@ -1,0 +1,43 @@
+"""The GPT-3 optimisation recipe: AdamW, decay on matrices only, warmup + cosine to 10%, batch ramp."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gptlab.train.config import TrainConfig
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig, lr: float) -> torch.optim.AdamW:
+    """Weight decay on matrices (linear weights, embeddings) but not on biases and LayerNorm gains."""
+    params = {id(p): p for p in model.parameters() if p.requires_grad}.values()  # tied weights once
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    fused = all(p.device.type in ("cuda", "cpu") for p in decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=(config.beta1, config.beta2), eps=config.eps, fused=fused)
+
+
+def lr_at(step: int, config: TrainConfig, peak: float) -> float:
+    """Linear warmup to the peak, then cosine decay to min_lr_ratio·peak, flat after that."""
+    if step < config.warmup_steps:
+        return peak * (step + 1) / config.warmup_steps
+    decay_steps = (config.lr_decay_steps or config.max_steps) - config.warmup_steps
+    floor = peak * config.min_lr_ratio
+    if decay_steps <= 0:
+        return peak
+    progress = min(1.0, (step - config.warmup_steps) / decay_steps)
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+
+
+def batch_size_at(step: int, config: TrainConfig, multiple: int) -> int:
+    """GPT-3's batch ramp: linear growth from batch_ramp_start, in multiples of the micro-batch."""
+    if step >= config.batch_ramp_steps:
+        return config.batch_size
+    start = config.batch_ramp_start or multiple
+    size = start + (config.batch_size - start) * step / config.batch_ramp_steps
+    return max(multiple, min(config.batch_size, int(size) // multiple * multiple))

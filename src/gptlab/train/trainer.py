@@ -1,0 +1,263 @@
+"""The pretraining loop: next-token cross-entropy on packed windows, with the GPT-3 recipe.
+
+Everything that decides what happens at step N (weights, optimizer moments, learning rate, data
+cursor, RNG) is in the checkpoint, so a resumed run repeats the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from gptlab import checkpoint
+from gptlab.data import WindowSampler, batch_from_starts, build_corpus, eval_starts, iter_documents
+from gptlab.errors import GptlabError
+from gptlab.generation import generate
+from gptlab.model import GPT, PRESETS, GPTConfig, preset
+from gptlab.tokenizer import CharTokenizer, byte_tokenizer, load_tokenizer, train_tokenizer
+from gptlab.train import distributed
+from gptlab.train.checkpointing import Resumed, checkpoints, load_latest, save_checkpoint
+from gptlab.train.config import TrainConfig
+from gptlab.train.metrics import MetricsLog, plot_loss
+from gptlab.train.optim import batch_size_at, build_optimizer, lr_at
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    final: Path
+    step: int
+    val_loss: float | None
+    val_bpb: float | None
+    samples: list[str]
+
+
+def resolve_tokenizer(config: TrainConfig, out: Path, progress: bool):
+    spec = config.tokenizer
+    if spec == "byte":
+        return byte_tokenizer()
+    if spec == "char":
+        return CharTokenizer.from_texts(doc.text for doc in iter_documents(config.data))
+    if spec.startswith("bpe:"):
+        try:
+            size = int(spec[4:])
+        except ValueError:
+            raise GptlabError(f"tokenizer {spec!r}: expected bpe:N with N the vocabulary size") from None
+        tokenizer = train_tokenizer(config.data, size, progress=progress)
+        tokenizer.save(out / "tokenizer")
+        return tokenizer
+    if not Path(spec).is_dir():
+        raise GptlabError(f"tokenizer must be byte, char, bpe:N or a tokenizer directory; {spec!r} is none of these")
+    return load_tokenizer(spec)
+
+
+def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
+    overrides = dict(config.model_overrides)
+    base = preset(config.model)
+    seq_len = config.seq_len or overrides.get("n_ctx") or base.n_ctx
+    overrides.setdefault("n_ctx", seq_len)
+    overrides["vocab_size"] = max(vocab_size, overrides.get("vocab_size", 0))
+    result = base.replace(**overrides)
+    if seq_len > result.n_ctx:
+        raise GptlabError(f"seq_len {seq_len} is longer than the model's context n_ctx {result.n_ctx}")
+    return result
+
+
+def peak_lr(config: TrainConfig) -> float:
+    return config.lr or PRESETS[config.model].lr or 1e-3
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    if config.precision == "bf16" or (
+        config.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    ):
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+@torch.no_grad()
+def evaluate(model: GPT, tokens: np.ndarray, starts: np.ndarray, seq_len: int, token_bytes: np.ndarray,
+             batch: int, autocast, device: torch.device) -> tuple[float, float]:
+    """Validation loss in nats/token and bits per byte over a fixed set of windows."""
+    nll = n_tokens = n_bytes = 0.0
+    for i in range(0, len(starts), batch):
+        x, y = batch_from_starts(tokens, starts[i : i + batch], seq_len)
+        with autocast():
+            logits = model(x.to(device))
+        nll += F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="sum").item()
+        n_tokens += y.numel()
+        n_bytes += token_bytes[y.numpy()].sum()
+    return nll / n_tokens, nll / math.log(2) / max(n_bytes, 1)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    runtime = distributed.start(config.device)
+    try:
+        return _train(config, runtime)
+    finally:
+        runtime.shutdown()
+
+
+def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
+    if not config.data:
+        raise GptlabError("no training data: pass --data PATH (files, folders, JSONL or token shards)")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    device = runtime.device
+    show = config.progress and runtime.is_main
+    resumed: Resumed | None = load_latest(out, "cpu") if config.resume else None
+    if not config.resume and checkpoints(out):
+        raise GptlabError(f"{out} already holds checkpoints of a run; pass --resume to continue it or choose another --out")
+    if config.resume and resumed is None and runtime.is_main:
+        print(f"warning: nothing to resume in {out}; starting a new run", file=sys.stderr)
+
+    tokenizer = resumed.lm.tokenizer if resumed else resolve_tokenizer(config, out, show)
+    corpus = build_corpus(config.data, tokenizer, config.val_fraction, config.seed, progress=show)
+    torch.manual_seed(config.seed)
+    model = resumed.lm.model if resumed else GPT(model_config(config, tokenizer.vocab_size))
+    mcfg = model.config
+    seq_len = config.seq_len or mcfg.n_ctx
+    if seq_len > mcfg.n_ctx:
+        raise GptlabError(f"seq_len {seq_len} is longer than the checkpoint's context n_ctx {mcfg.n_ctx}")
+    model.to(device).train()
+    model.activation_checkpointing = config.activation_checkpointing
+    peak = peak_lr(config)
+    micro = config.micro_batch_size or config.batch_size
+    if config.batch_size % (micro * runtime.world_size):
+        raise GptlabError(
+            f"batch_size {config.batch_size} must be a multiple of micro_batch_size {micro} x {runtime.world_size} processes"
+        )
+    sampler = WindowSampler(len(corpus.train), seq_len, config.seed)
+    val_starts = eval_starts(len(corpus.val), seq_len, config.eval_windows) if len(corpus.val) > seq_len else None
+    token_bytes = tokenizer.token_bytes()
+    wrapped = distributed.wrap(model, runtime, config.distributed)
+    optimizer = build_optimizer(model, config, peak)
+    step = 0
+    if resumed:
+        state = resumed.state
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.load_state_dict(state["sampler"])
+        step = state["step"]
+        torch.set_rng_state(state["rng"][runtime.rank]["torch"])
+        if device.type == "cuda" and state["rng"][runtime.rank].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"][runtime.rank]["cuda"], device)
+    forward = torch.compile(wrapped) if config.compile else wrapped
+    autocast = _autocast(config, device)
+    metrics = MetricsLog(out / "metrics.jsonl", step, out / "tensorboard" if config.tensorboard else None) if runtime.is_main else None
+    if runtime.is_main:
+        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        if show:
+            params = model.num_params()
+            tqdm.write(
+                f"model {config.model}: {params / 1e6:.2f}M parameters, {mcfg.n_layer} layers, d_model {mcfg.d_model}, "
+                f"context {seq_len}; {len(corpus.train):,} train / {len(corpus.val):,} val tokens; "
+                f"vocab {tokenizer.vocab_size}; {runtime.world_size} process(es) on {device}"
+            )
+
+    bar = tqdm(total=config.max_steps, initial=step, disable=not show, unit="step", dynamic_ncols=True)
+    last_val: tuple[float, float] | None = None
+    samples: list[str] = []
+    window_tokens, window_start = 0, time.perf_counter()
+    while step < config.max_steps:
+        lr = lr_at(step, config, peak)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = batch_size_at(step, config, micro * runtime.world_size)
+        starts = sampler.next_starts(batch)
+        share = batch // runtime.world_size
+        mine = starts[runtime.rank * share : (runtime.rank + 1) * share]
+        n_micro = share // micro
+        loss_sum = 0.0
+        for i in range(n_micro):
+            x, y = batch_from_starts(corpus.train, mine[i * micro : (i + 1) * micro], seq_len)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            sync = i == n_micro - 1 or not runtime.distributed or config.distributed == "fsdp"
+            with (contextlib.nullcontext() if sync else wrapped.no_sync()), autocast():
+                logits = forward(x)
+                loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten()) / n_micro
+            loss.backward()
+            loss_sum += loss.item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        loss_value = runtime.mean(loss_sum)
+        if not (math.isfinite(loss_value) and math.isfinite(float(grad_norm))):
+            optimizer.zero_grad(set_to_none=True)
+            if config.on_nan == "stop":
+                saved = checkpoints(out)
+                where = f"; the last good checkpoint is {saved[0]}" if saved else ""
+                raise GptlabError(
+                    f"loss became {loss_value} at step {step + 1} (lr {lr:.3g}); stopped without saving{where}. "
+                    "Lower --lr or set on_nan: skip"
+                )
+            if show:
+                tqdm.write(f"warning: non-finite loss at step {step + 1}; skipping the update")
+        else:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        step += 1
+        window_tokens += batch * seq_len
+        bar.update(1)
+
+        if runtime.is_main and (step % config.log_every == 0 or step == config.max_steps):
+            elapsed = time.perf_counter() - window_start
+            row = {"step": step, "loss": loss_value, "lr": lr, "tokens_per_s": window_tokens / elapsed,
+                   "tokens": step * config.batch_size * seq_len, "batch_size": batch, "epoch": sampler.epoch}
+            metrics.log(row)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_s']:,.0f}")
+            window_tokens, window_start = 0, time.perf_counter()
+
+        if step % config.eval_every == 0 or step == config.max_steps:
+            if val_starts is not None and runtime.is_main:
+                model.eval()
+                last_val = evaluate(model, corpus.val, val_starts, seq_len, token_bytes, micro, autocast, device)
+                metrics.log({"step": step, "val_loss": last_val[0], "val_bpb": last_val[1]})
+                if config.sample_tokens:
+                    samples = [_sample(model, tokenizer, config, seq_len)]
+                    with (out / "samples.txt").open("a") as f:
+                        f.write(f"--- step {step}\n{samples[0]}\n")
+                    if show:
+                        tqdm.write(f"step {step}: val loss {last_val[0]:.4f}, {last_val[1]:.4f} bits/byte | sample: {samples[0][:200]!r}")
+                model.train()
+                plot_loss(metrics.rows, out / "loss.png", f"{config.model} on {', '.join(map(str, config.data))}"[:90])
+            window_start = time.perf_counter()  # evaluation time is not training throughput
+
+        if step % config.save_every == 0 or step == config.max_steps:
+            rng = runtime.gather({"torch": torch.get_rng_state(),
+                                  "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
+            state = {"step": step, "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(), "rng": rng,
+                     "config": json.dumps(config.to_dict())}
+            if runtime.is_main:
+                save_checkpoint(out, step, model, tokenizer, state, config.keep_checkpoints)
+            runtime.barrier()
+            window_start = time.perf_counter()
+    bar.close()
+
+    final = out / "final"
+    if runtime.is_main:
+        metadata: dict[str, Any] = {"training": {"step": step, "val_loss": last_val and last_val[0], "val_bpb": last_val and last_val[1]}}
+        checkpoint.save(final, model, tokenizer, metadata=metadata)
+        if metrics.rows:
+            plot_loss(metrics.rows, out / "loss.png", f"{config.model} on {', '.join(map(str, config.data))}"[:90])
+        metrics.close()
+    runtime.barrier()
+    return TrainResult(out, final, step, last_val and last_val[0], last_val and last_val[1], samples)
+
+
+def _sample(model: GPT, tokenizer, config: TrainConfig, seq_len: int) -> str:
+    prompt_tokens = len(tokenizer.encode(config.sample_prompt)) or 1
+    room = model.config.n_ctx - prompt_tokens
+    if room < 1:
+        return ""
+    return generate(model, tokenizer, config.sample_prompt, max_new_tokens=min(config.sample_tokens, room),
+                    temperature=0.8, top_k=200, seed=config.seed)
