@@ -41,8 +41,17 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def stdlib_sources() -> list[Path]:
+    """The standard library's .py files that are UTF-8 (a few of its tests deliberately are not)."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.relative_to(root).parts)
+    files = []
+    for path in sorted(root.rglob("*.py")):
+        if "site-packages" in path.relative_to(root).parts:
+            continue
+        try:
+            path.read_bytes().decode("utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        files.append(path)
     if not files:
         raise GptlabError(f"no Python source files found under {root}")
     return files

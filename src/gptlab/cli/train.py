@@ -22,11 +22,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
             "--attention global,local, --window-size, ...) override the --model preset. Scale out with "
             "`torchrun --nproc_per_node N -m gptlab train ...`."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("config", nargs="?", type=Path, help="YAML config file")
     training = parser.add_argument_group("training")
     for name, default, doc in field_help():
+        doc = doc.replace("%", "%%")  # argparse formats help strings with %
         flag = "--" + name.replace("_", "-")
         if name == "data":
             training.add_argument(flag, action="append", default=argparse.SUPPRESS, help=doc + " (repeatable)")

@@ -116,6 +116,11 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             value = yaml.safe_load(value)  # command-line text, typed as YAML would type it: 1e-3, true, [a, b]
         except yaml.YAMLError:
             pass
+        if isinstance(value, str) and hint in (int, float):
+            try:
+                value = hint(value)  # YAML 1.1 reads "3e-4" (no dot) as a string
+            except ValueError:
+                pass
     if origin is Literal:
         if value not in typing.get_args(hint):
             raise GptlabError(f"{name} must be one of {', '.join(map(str, typing.get_args(hint)))}, got {value!r}")

@@ -1,0 +1,266 @@
+"""Pretraining as users run it: real `gptlab train` processes, killed and resumed, compared bit for bit."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from gpt2_files import SHAKESPEARE
+from safetensors.torch import load_file
+
+import gptlab
+from gptlab.errors import GptlabError
+from gptlab.model import GPT, preset
+from gptlab.train import TrainConfig, build_config
+from gptlab.train.optim import batch_size_at, build_optimizer, lr_at
+
+TINY = ["--model", "tiny", "--n-layer", "2", "--d-model", "32", "--n-head", "2", "--seq-len", "32",
+        "--batch-size", "8", "--threads", "1", "--no-progress", "--log-every", "1", "--sample-tokens", "0"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    if not SHAKESPEARE.is_file():
+        pytest.skip(f"corpus not found: {SHAKESPEARE}")
+    path = tmp_path_factory.mktemp("data") / "shakespeare.txt"
+    path.write_text(SHAKESPEARE.read_text()[:200_000])
+    return path
+
+
+def train_cli(*args, wait=True):
+    cmd = [sys.executable, "-m", "gptlab", "train", *map(str, args)]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def losses(out: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+# --- the recipe --------------------------------------------------------------------------------
+
+
+def test_lr_schedule_is_warmup_then_cosine_to_ten_percent():
+    config = TrainConfig(data=["x"], max_steps=1000, warmup_steps=100)
+    assert lr_at(0, config, 1.0) == pytest.approx(0.01)
+    assert lr_at(99, config, 1.0) == pytest.approx(1.0)
+    assert lr_at(550, config, 1.0) == pytest.approx(0.55)  # halfway down the cosine: (1 + 0.1) / 2
+    assert lr_at(1000, config, 1.0) == pytest.approx(0.1)
+    assert lr_at(5000, config, 1.0) == pytest.approx(0.1)
+    values = [lr_at(s, config, 1.0) for s in range(100, 1000)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_batch_ramp_grows_in_micro_batch_multiples():
+    config = TrainConfig(data=["x"], batch_size=64, micro_batch_size=8, batch_ramp_steps=100, batch_ramp_start=8)
+    sizes = [batch_size_at(s, config, 8) for s in range(0, 120)]
+    assert sizes[0] == 8 and sizes[-1] == 64 and all(s % 8 == 0 for s in sizes)
+    assert all(a <= b for a, b in zip(sizes, sizes[1:]))
+
+
+def test_weight_decay_only_on_matrices():
+    model = GPT(preset("tiny"))
+    optimizer = build_optimizer(model, TrainConfig(data=["x"]), 1e-3)
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == model.num_params()
+    assert optimizer.defaults["betas"] == (0.9, 0.95) and optimizer.defaults["eps"] == 1e-8
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_yaml_then_command_line(tmp_path):
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("data: [a.txt]\nmodel: gpt3-small\nn_layer: 2\nlr: 1.0e-3\nbatch_size: 16\n")
+    config = build_config(yaml_file, {"lr": "3e-4", "model.window_size": "64", "attention": "global,local", "data": ["b.txt"]})
+    assert config.lr == 3e-4 and config.batch_size == 16 and config.data == ["b.txt"]
+    assert config.model_overrides == {"n_layer": 2, "window_size": 64, "attention": ["global", "local"]}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"bacth_size": 3}, "unknown config key 'bacth_size'"),
+        ({"lr": "fast"}, "lr must be float"),
+        ({"precision": "fp8"}, "precision must be one of"),
+        ({"batch_size": 10, "micro_batch_size": 4}, "not a multiple"),
+        ({"model.n_embd": 8}, "unknown model field"),
+    ],
+)
+def test_bad_config_is_a_clear_error(overrides, message):
+    with pytest.raises(GptlabError, match=message):
+        build_config(None, {"data": ["a.txt"], **overrides})
+
+
+def test_help_lists_every_key():
+    result = subprocess.run([sys.executable, "-m", "gptlab", "train", "--help"], capture_output=True, text=True)
+    for flag in ("--data", "--tokenizer", "--model", "--out", "--max-steps", "--batch-size", "--seq-len", "--lr",
+                 "--seed", "--eval-every", "--save-every", "--resume", "--n-layer", "--window-size", "--on-nan"):
+        assert flag in result.stdout, flag
+
+
+# --- a run ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tokenizer", ["byte", "char", "bpe:300"])
+def test_run_directory_and_final_checkpoint(tmp_path, corpus, tokenizer):
+    out = tmp_path / "run"
+    result = train_cli("--data", corpus, "--tokenizer", tokenizer, "--out", out, "--max-steps", 30, "--eval-every", 15,
+                       "--save-every", 15, *TINY[:-2], "--sample-tokens", 20)
+    assert result.returncode == 0, result.stderr
+    assert "bits/byte" in result.stdout and str(out / "final") in result.stdout
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == list(range(1, 31))
+    assert all({"step", "loss", "lr", "tokens_per_s"} <= r.keys() for r in train_rows)
+    val_rows = [r for r in rows if "val_loss" in r]
+    assert [r["step"] for r in val_rows] == [15, 30] and all(r["val_bpb"] > 0 for r in val_rows)
+    assert train_rows[-1]["loss"] < train_rows[0]["loss"]
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000015", "step_0000030"]
+    lm = gptlab.load(out / "final")
+    assert lm.config.n_layer == 2 and lm.tokenizer.vocab_size <= lm.config.vocab_size
+    generated = subprocess.run([sys.executable, "-m", "gptlab", "generate", str(out / "final"), "--prompt", "ROMEO:",
+                                "--max-new-tokens", "10", "--seed", "0"], capture_output=True, text=True)
+    assert generated.returncode == 0, generated.stderr
+
+
+def test_bits_per_byte_is_consistent_with_the_loss(tmp_path, corpus):
+    out = tmp_path / "run"
+    assert train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-steps", 10, "--eval-every", 10, *TINY).returncode == 0
+    row = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    # byte-level on ASCII text: one token per byte, so bits/byte = nats/token / ln 2
+    assert row["val_bpb"] == pytest.approx(row["val_loss"] / math.log(2), rel=1e-6)
+
+
+# --- never losing a run ------------------------------------------------------------------------
+
+
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, corpus):
+    args = ["--data", corpus, "--tokenizer", "byte", "--max-steps", 600, "--save-every", 100, "--eval-every", 300, *TINY]
+    reference = tmp_path / "reference"
+    assert train_cli(*args, "--out", reference).returncode == 0
+
+    out = tmp_path / "killed"
+    process = train_cli(*args, "--out", out, wait=False)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "step_0000100").is_dir():
+        assert process.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "final").exists(), "the run finished before it was killed"
+
+    resumed = train_cli(*args, "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert losses(out) == losses(reference)
+    assert_same_weights(out / "final", reference / "final")
+    assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".")], "temporary directories left"
+
+
+def test_corrupt_last_checkpoint_falls_back_to_the_previous(tmp_path, corpus):
+    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 20, "--eval-every", 100, *TINY]
+    reference = tmp_path / "reference"
+    assert train_cli(*args, "--max-steps", 60, "--out", reference).returncode == 0
+    out = tmp_path / "run"
+    assert train_cli(*args, "--max-steps", 40, "--out", out).returncode == 0
+    newest = out / "checkpoints" / "step_0000040" / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    resumed = train_cli(*args, "--max-steps", 60, "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "skipping checkpoint step_0000040" in resumed.stderr and "corrupt or truncated" in resumed.stderr
+    assert losses(out) == losses(reference)
+    assert_same_weights(out / "final", reference / "final")
+
+
+def test_existing_run_is_not_overwritten_without_resume(tmp_path, corpus):
+    args = ["--data", corpus, "--tokenizer", "byte", "--out", tmp_path / "run", "--max-steps", 5, "--save-every", 5, *TINY]
+    assert train_cli(*args).returncode == 0
+    again = train_cli(*args)
+    assert again.returncode == 1 and "pass --resume" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+
+def test_nan_loss_stops_without_a_poisoned_checkpoint(tmp_path, corpus):
+    out = tmp_path / "run"
+    args = ["--data", corpus, "--tokenizer", "byte", "--max-steps", 50, "--save-every", 1,
+            "--lr", "1e30", "--warmup-steps", 0, *TINY]
+    result = train_cli(*args, "--out", out)
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()
+    assert len(message) == 1 and ("loss became nan" in message[0] or "loss became inf" in message[0]), message
+    failed_step = int(message[0].split(" at step ")[1].split()[0])
+    saved = sorted(int(p.name.split("_")[1]) for p in (out / "checkpoints").iterdir())
+    assert saved and max(saved) < failed_step
+    for step in saved:
+        weights = load_file(str(out / "checkpoints" / f"step_{step:07d}" / "model.safetensors"))
+        assert all(torch.isfinite(w).all() for w in weights.values())
+
+    skipped = train_cli(*args, "--out", tmp_path / "skip", "--on-nan", "skip")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "skipping the update" in skipped.stderr + skipped.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "missing.txt"], "missing.txt"),
+        (["--tokenizer", "nope"], "tokenizer must be byte, char, bpe:N or a tokenizer directory"),
+        (["--seq-len", "100000", "--n-ctx", "64"], "longer than the model's context"),
+        ([], None),
+    ],
+)
+def test_bad_training_input_is_one_line(tmp_path, corpus, args, message):
+    base = ["--out", tmp_path / "o", "--max-steps", 1, *TINY]
+    if "--data" not in args:
+        base = ["--data", corpus, *base]
+    if not args:  # no data at all
+        base = ["--out", tmp_path / "o", "--max-steps", 1, *TINY]
+        message = "no training data"
+    result = train_cli(*base, *args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gptlab: error:") and message in lines[0], result.stderr
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=50, n_ctx=16))
+    x = torch.randint(0, 50, (2, 16))
+    model(x).sum().backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.activation_checkpointing = True
+    model(x).sum().backward()
+    for a, p in zip(plain, model.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-6)
+
+
+def test_quickstart_runs_the_pipeline_end_to_end(tmp_path):
+    out = tmp_path / "qs"
+    result = subprocess.run([sys.executable, "-m", "gptlab", "quickstart", "--minutes", "0.15", "--out", out,
+                             "--vocab-size", "512", "--seq-len", "64", "--batch-size", "8"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "bits per byte" in result.stdout and "sample" in result.stdout and str(out / "final") in result.stdout
+    assert (out / "loss.png").is_file()
+    lm = gptlab.load(out / "final")
+    assert lm.tokenizer.vocab_size == 512
+    text = lm.generate("import ", max_new_tokens=10, seed=0)
+    assert isinstance(text, str)
