@@ -78,10 +78,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
             self.data = [self.data]
-        for name in ("batch_size", "max_steps", "eval_every", "log_every", "save_every", "keep_checkpoints"):
+        for name in ("batch_size", "max_steps", "eval_every", "eval_windows", "log_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise GptlabError(f"train config: {name} must be at least 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "batch_ramp_steps", "sample_tokens", "eval_windows"):
+        for name in ("warmup_steps", "batch_ramp_steps", "sample_tokens"):
             if getattr(self, name) < 0:
                 raise GptlabError(f"train config: {name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.val_fraction < 1:
