@@ -33,13 +33,16 @@ def save(
     tokenizer: Tokenizer | None,
     metadata: dict[str, Any] | None = None,
     extra_files: dict[str, bytes] | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically: a kill mid-save leaves the previous one intact.
 
     `extra_files` (name -> bytes) land in the same directory in the same rename, e.g. training state.
+    `weights` stand in for `model.state_dict()` when the model is sharded (the gathered full weights).
     """
     path = Path(path)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != _TIED}
+    state = model.state_dict() if weights is None else weights
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items() if k != _TIED}
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(), **(metadata or {})}
     with atomic.directory(path) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})

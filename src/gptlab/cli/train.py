@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 from gptlab.model import GPTConfig
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> None:
     from gptlab.train.config import build_config
 
     result = train(build_config(args.config, overrides(args)))
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports for every process
     if result.val_bpb is not None:
         print(f"validation: {result.val_loss:.4f} nats/token, {result.val_bpb:.4f} bits/byte after {result.step} steps")
     print(f"checkpoint: {result.final}\nloss plot:  {result.out / 'loss.png'}\nmetrics:    {result.out / 'metrics.jsonl'}")

@@ -38,11 +38,13 @@ def checkpoints(out: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(_PREFIX):]), reverse=True)
 
 
-def save_checkpoint(out: Path, step: int, model: GPT, tokenizer, state: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(out: Path, step: int, model: GPT, tokenizer, state: dict[str, Any], keep: int,
+                    weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """`weights`: the full weights when `model` is sharded (see checkpoint.io.save)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    path = save(out / "checkpoints" / f"{_PREFIX}{step:07d}", model, tokenizer,
-                metadata={"training": {"step": step}}, extra_files={STATE_FILE: buffer.getvalue()})
+    path = save(out / "checkpoints" / f"{_PREFIX}{step:07d}", model, tokenizer, metadata={"training": {"step": step}},
+                extra_files={STATE_FILE: buffer.getvalue()}, weights=weights)
     for old in checkpoints(out)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return path

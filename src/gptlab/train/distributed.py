@@ -1,7 +1,8 @@
-"""Process-group plumbing: single process by default, DDP when launched by torchrun.
+"""Process-group plumbing: single process by default, DDP or FSDP2 when launched by torchrun.
 
 The training loop sees one `Runtime` and never asks how many processes there are, except to take
-its share of each batch.
+its share of each batch. Checkpoints hold full (unsharded) weights and optimizer state keyed by
+parameter name, so they load the same way whatever the process count or strategy.
 """
 
 from __future__ import annotations
@@ -12,8 +13,16 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
 
 from gptlab.errors import GptlabError
+
+_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 @dataclass
@@ -44,6 +53,22 @@ class Runtime:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+    def rng_states(self) -> list[dict[str, Any]]:
+        """Every process's random-number state (its dropout stream), for the checkpoint."""
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return self.gather({"torch": torch.get_rng_state(), "cuda": cuda})
+
+    def restore_rng(self, states: list[dict[str, Any]]) -> None:
+        """Continue this process's random stream from a checkpoint.
+
+        Under another process count there is no stream of its own to continue, so every process
+        takes rank 0's: all processes start from the same seed anyway.
+        """
+        state = states[self.rank] if len(states) == self.world_size else states[0]
+        torch.set_rng_state(state["torch"])
+        if self.device.type == "cuda" and state.get("cuda") is not None:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
 
     def barrier(self) -> None:
         if self.distributed:
@@ -79,6 +104,19 @@ def start(device_name: str) -> Runtime:
     return Runtime(dist.get_rank(), world_size, device)
 
 
+def micro_batch(batch_size: int, micro_batch_size: int | None, world_size: int) -> int:
+    """Sequences per forward pass in each process: micro_batch_size, else the process's whole share."""
+    share, rest = divmod(batch_size, world_size)
+    if rest or not share:
+        raise GptlabError(f"batch_size {batch_size} does not split evenly over {world_size} processes")
+    micro = micro_batch_size or share
+    if share % micro:
+        raise GptlabError(
+            f"batch_size {batch_size} must be a multiple of micro_batch_size {micro} x {world_size} processes"
+        )
+    return micro
+
+
 def wrap(model: torch.nn.Module, runtime: Runtime, strategy: str) -> torch.nn.Module:
     """The module the loop calls: the model itself, or its DDP / FSDP2 wrapper."""
     if not runtime.distributed:
@@ -93,3 +131,18 @@ def wrap(model: torch.nn.Module, runtime: Runtime, strategy: str) -> torch.nn.Mo
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+
+
+def full_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The unsharded weights on CPU in rank 0 ({} elsewhere); every process must call it (FSDP gathers)."""
+    return get_model_state_dict(model, options=_FULL)
+
+
+def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer state, unsharded and keyed by parameter name, in rank 0; called like full_weights."""
+    return get_optimizer_state_dict(model, optimizer, options=_FULL)
+
+
+def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a full_optimizer_state() saved by any number of processes; FSDP keeps this process's shard."""
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))

@@ -134,11 +134,7 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
     model.to(device).train()
     model.activation_checkpointing = config.activation_checkpointing
     peak = peak_lr(config)
-    micro = config.micro_batch_size or config.batch_size
-    if config.batch_size % (micro * runtime.world_size):
-        raise GptlabError(
-            f"batch_size {config.batch_size} must be a multiple of micro_batch_size {micro} x {runtime.world_size} processes"
-        )
+    micro = distributed.micro_batch(config.batch_size, config.micro_batch_size, runtime.world_size)
     sampler = WindowSampler(len(corpus.train), seq_len, config.seed)
     val_starts = eval_starts(len(corpus.val), seq_len, config.eval_windows) if len(corpus.val) > seq_len else None
     token_bytes = tokenizer.token_bytes()
@@ -147,12 +143,10 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
     step = 0
     if resumed:
         state = resumed.state
-        optimizer.load_state_dict(state["optimizer"])
+        distributed.load_optimizer_state(model, optimizer, state["optimizer"])
         sampler.load_state_dict(state["sampler"])
         step = state["step"]
-        torch.set_rng_state(state["rng"][runtime.rank]["torch"])
-        if device.type == "cuda" and state["rng"][runtime.rank].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"][runtime.rank]["cuda"], device)
+        runtime.restore_rng(state["rng"])
     forward = torch.compile(wrapped) if config.compile else wrapped
     autocast = _autocast(config, device)
     metrics = MetricsLog(out / "metrics.jsonl", step, out / "tensorboard" if config.tensorboard else None) if runtime.is_main else None
@@ -200,8 +194,8 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
                     f"loss became {loss_value} at step {step + 1} (lr {lr:.3g}); stopped without saving{where}. "
                     "Lower --lr or set on_nan: skip"
                 )
-            if show:
-                tqdm.write(f"warning: non-finite loss at step {step + 1}; skipping the update")
+            if runtime.is_main:
+                tqdm.write(f"warning: non-finite loss at step {step + 1}; skipping the update", file=sys.stderr)
         else:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -218,35 +212,37 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
             window_tokens, window_start = 0, time.perf_counter()
 
         if step % config.eval_every == 0 or step == config.max_steps:
-            if val_starts is not None and runtime.is_main:
-                model.eval()
+            if val_starts is not None:
+                model.eval()  # in every process: an FSDP forward gathers the weights from all of them
                 last_val = evaluate(model, corpus.val, val_starts, seq_len, token_bytes, micro, autocast, device)
-                metrics.log({"step": step, "val_loss": last_val[0], "val_bpb": last_val[1]})
                 if config.sample_tokens:
                     samples = [_sample(model, tokenizer, config, seq_len)]
+                model.train()
+            if val_starts is not None and runtime.is_main:
+                metrics.log({"step": step, "val_loss": last_val[0], "val_bpb": last_val[1]})
+                if config.sample_tokens:
                     with (out / "samples.txt").open("a") as f:
                         f.write(f"--- step {step}\n{samples[0]}\n")
                     if show:
                         tqdm.write(f"step {step}: val loss {last_val[0]:.4f}, {last_val[1]:.4f} bits/byte | sample: {samples[0][:200]!r}")
-                model.train()
                 plot_loss(metrics.rows, out / "loss.png", f"{config.model} on {', '.join(map(str, config.data))}"[:90])
             window_start = time.perf_counter()  # evaluation time is not training throughput
 
         if step % config.save_every == 0 or step == config.max_steps:
-            rng = runtime.gather({"torch": torch.get_rng_state(),
-                                  "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
-            state = {"step": step, "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(), "rng": rng,
-                     "config": json.dumps(config.to_dict())}
+            weights = distributed.full_weights(model)
+            state = {"step": step, "optimizer": distributed.full_optimizer_state(model, optimizer),
+                     "sampler": sampler.state_dict(), "rng": runtime.rng_states(), "config": json.dumps(config.to_dict())}
             if runtime.is_main:
-                save_checkpoint(out, step, model, tokenizer, state, config.keep_checkpoints)
+                save_checkpoint(out, step, model, tokenizer, state, config.keep_checkpoints, weights)
             runtime.barrier()
             window_start = time.perf_counter()
     bar.close()
 
     final = out / "final"
+    weights = distributed.full_weights(model)
     if runtime.is_main:
         metadata: dict[str, Any] = {"training": {"step": step, "val_loss": last_val and last_val[0], "val_bpb": last_val and last_val[1]}}
-        checkpoint.save(final, model, tokenizer, metadata=metadata)
+        checkpoint.save(final, model, tokenizer, metadata=metadata, weights=weights)
         if metrics.rows:
             plot_loss(metrics.rows, out / "loss.png", f"{config.model} on {', '.join(map(str, config.data))}"[:90])
         metrics.close()
