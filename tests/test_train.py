@@ -72,6 +72,19 @@ def test_batch_ramp_grows_in_micro_batch_multiples():
     assert all(a <= b for a, b in zip(sizes, sizes[1:]))
 
 
+def test_presets_carry_the_papers_learning_rate_and_batch():
+    from gptlab.train.trainer import with_paper_defaults
+
+    small = with_paper_defaults(TrainConfig(data=["x"], model="gpt3-small"), 2048)
+    assert (small.lr, small.batch_size) == (6e-4, 244)  # 0.5M tokens of 2048
+    big = with_paper_defaults(TrainConfig(data=["x"], model="gpt3-175b"), 2048)
+    assert (big.lr, big.batch_size) == (0.6e-4, 1562)  # 3.2M tokens
+    assert with_paper_defaults(TrainConfig(data=["x"], model="gpt2"), 1024).batch_size == 512
+    mine = with_paper_defaults(TrainConfig(data=["x"], model="gpt3-small", lr=1e-3, batch_size=8), 2048)
+    assert (mine.lr, mine.batch_size) == (1e-3, 8)
+    assert with_paper_defaults(TrainConfig(data=["x"], model="tiny"), 128).batch_size == 12
+
+
 def test_weight_decay_only_on_matrices():
     model = GPT(preset("tiny"))
     optimizer = build_optimizer(model, TrainConfig(data=["x"]), 1e-3)
@@ -99,7 +112,7 @@ def test_yaml_then_command_line(tmp_path):
         ({"bacth_size": 3}, "unknown config key 'bacth_size'"),
         ({"lr": "fast"}, "lr must be float"),
         ({"precision": "fp8"}, "precision must be one of"),
-        ({"batch_size": 10, "micro_batch_size": 4}, "not a multiple"),
+        ({"micro_batch_size": 0}, "micro_batch_size must be at least 1"),
         ({"model.n_embd": 8}, "unknown model field"),
     ],
 )

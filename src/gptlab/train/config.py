@@ -30,8 +30,8 @@ class TrainConfig:
     out: str = "runs/gptlab"
     seq_len: int | None = None
     """Training window; defaults to the model's context (and sets it when shorter)."""
-    batch_size: int = 12
-    """Sequences per optimizer step, over all processes."""
+    batch_size: int | None = None
+    """Sequences per optimizer step, over all processes; defaults to the preset's paper batch, else 12."""
     micro_batch_size: int | None = None
     """Sequences per forward pass; the rest is gradient accumulation. Defaults to batch_size."""
     max_steps: int = 1000
@@ -79,16 +79,15 @@ class TrainConfig:
         if isinstance(self.data, str):
             self.data = [self.data]
         for name in ("batch_size", "max_steps", "eval_every", "eval_windows", "log_every", "save_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise GptlabError(f"train config: {name} must be at least 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "batch_ramp_steps", "sample_tokens"):
             if getattr(self, name) < 0:
                 raise GptlabError(f"train config: {name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.val_fraction < 1:
             raise GptlabError(f"train config: val_fraction must be in [0, 1), got {self.val_fraction}")
-        micro = self.micro_batch_size or self.batch_size
-        if micro < 1 or self.batch_size % micro:
-            raise GptlabError(f"train config: batch_size {self.batch_size} is not a multiple of micro_batch_size {micro}")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise GptlabError(f"train config: micro_batch_size must be at least 1, got {self.micro_batch_size}")
         unknown = sorted(set(self.model_overrides) - _MODEL_FIELDS)
         if unknown:
             raise GptlabError(f"train config: unknown model field(s) {', '.join(unknown)}")

@@ -7,6 +7,7 @@ cursor, RNG) is in the checkpoint, so a resumed run repeats the uninterrupted on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import sys
@@ -74,8 +75,11 @@ def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
     return result
 
 
-def peak_lr(config: TrainConfig) -> float:
-    return config.lr or PRESETS[config.model].lr or 1e-3
+def with_paper_defaults(config: TrainConfig, seq_len: int) -> TrainConfig:
+    """Fill learning rate and batch size left unset from the preset's paper values (GPT-3 Table 2.1)."""
+    paper = PRESETS[config.model]
+    batch = config.batch_size or (max(1, paper.batch_tokens // seq_len) if paper.batch_tokens else 12)
+    return dataclasses.replace(config, lr=config.lr or paper.lr or 1e-3, batch_size=batch)
 
 
 def _autocast(config: TrainConfig, device: torch.device):
@@ -133,7 +137,8 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
         raise GptlabError(f"seq_len {seq_len} is longer than the checkpoint's context n_ctx {mcfg.n_ctx}")
     model.to(device).train()
     model.activation_checkpointing = config.activation_checkpointing
-    peak = peak_lr(config)
+    config = with_paper_defaults(config, seq_len)
+    peak = config.lr
     micro = distributed.micro_batch(config.batch_size, config.micro_batch_size, runtime.world_size)
     sampler = WindowSampler(len(corpus.train), seq_len, config.seed)
     val_starts = eval_starts(len(corpus.val), seq_len, config.eval_windows) if len(corpus.val) > seq_len else None
@@ -163,6 +168,7 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
     bar = tqdm(total=config.max_steps, initial=step, disable=not show, unit="step", dynamic_ncols=True)
     last_val: tuple[float, float] | None = None
     samples: list[str] = []
+    tokens_seen = seq_len * sum(batch_size_at(s, config, micro * runtime.world_size) for s in range(step))
     window_tokens, window_start = 0, time.perf_counter()
     while step < config.max_steps:
         lr = lr_at(step, config, peak)
@@ -200,13 +206,14 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         step += 1
+        tokens_seen += batch * seq_len
         window_tokens += batch * seq_len
         bar.update(1)
 
         if runtime.is_main and (step % config.log_every == 0 or step == config.max_steps):
             elapsed = time.perf_counter() - window_start
             row = {"step": step, "loss": loss_value, "lr": lr, "tokens_per_s": window_tokens / elapsed,
-                   "tokens": step * config.batch_size * seq_len, "batch_size": batch, "epoch": sampler.epoch}
+                   "tokens": tokens_seen, "batch_size": batch, "epoch": sampler.epoch}
             metrics.log(row)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_s']:,.0f}")
             window_tokens, window_start = 0, time.perf_counter()
