@@ -186,3 +186,31 @@ def test_training_step_reduces_loss_for_every_variant():
             opt.step()
             losses.append(loss.item())
         assert losses[-1] < losses[0] - 0.5, overrides
+
+
+@pytest.mark.parametrize("attention", [("global",), ("global", "local")])
+def test_bf16_autocast_training_matches_fp32(attention):
+    """On CPU, bf16 autocast computes attention in fp32 (speed); loss and gradients stay the fp32 ones."""
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=64, n_ctx=32, attention=attention, window_size=8))
+    idx = torch.randint(0, 64, (4, 33))
+
+    def loss_and_grad(bf16: bool) -> tuple[float, torch.Tensor]:
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(idx[:, :-1]).float().flatten(0, 1), idx[:, 1:].flatten())
+        loss.backward()
+        return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    loss32, grad32 = loss_and_grad(False)
+    loss16, grad16 = loss_and_grad(True)
+    assert abs(loss16 - loss32) < 0.01
+    assert F.cosine_similarity(grad16, grad32, dim=0) > 0.99
+
+
+def test_bf16_weights_train_on_cpu():
+    model = GPT(preset("tiny", vocab_size=64, n_ctx=32)).to(torch.bfloat16)
+    logits = model(torch.randint(0, 64, (2, 32)))
+    assert logits.dtype == torch.bfloat16
+    logits.float().logsumexp(-1).mean().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.bfloat16 for p in model.parameters())

@@ -34,6 +34,10 @@ from gptlab.train.metrics import MetricsLog, plot_loss
 from gptlab.train.optim import batch_size_at, build_optimizer, lr_at
 
 
+_REPLOT_SECONDS = 30.0
+"""Least time between redraws of loss.png during a run: one costs ~0.1 s, the first ~1 s (matplotlib)."""
+
+
 @dataclass
 class TrainResult:
     out: Path
@@ -170,6 +174,7 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
     samples: list[str] = []
     tokens_seen = seq_len * sum(batch_size_at(s, config, micro * runtime.world_size) for s in range(step))
     window_tokens, window_start = 0, time.perf_counter()
+    plotted_at = window_start
     while step < config.max_steps:
         lr = lr_at(step, config, peak)
         for group in optimizer.param_groups:
@@ -232,8 +237,10 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
                         f.write(f"--- step {step}\n{samples[0]}\n")
                     if show:
                         tqdm.write(f"step {step}: val loss {last_val[0]:.4f}, {last_val[1]:.4f} bits/byte | sample: {samples[0][:200]!r}")
-                plot_loss(metrics.rows, out / "loss.png", f"{config.model} on {', '.join(map(str, config.data))}"[:90])
-            window_start = time.perf_counter()  # evaluation time is not training throughput
+                if time.perf_counter() - plotted_at >= _REPLOT_SECONDS:
+                    plot_loss(metrics.rows, out / "loss.png", f"{config.model} on {', '.join(map(str, config.data))}"[:90])
+                    plotted_at = time.perf_counter()
+            window_tokens, window_start = 0, time.perf_counter()  # evaluation time is not training throughput
 
         if step % config.save_every == 0 or step == config.max_steps:
             weights = distributed.full_weights(model)
@@ -242,7 +249,7 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
             if runtime.is_main:
                 save_checkpoint(out, step, model, tokenizer, state, config.keep_checkpoints, weights)
             runtime.barrier()
-            window_start = time.perf_counter()
+            window_tokens, window_start = 0, time.perf_counter()
     bar.close()
 
     final = out / "final"
