@@ -33,3 +33,11 @@ def small_tokenizer(shakespeare_text: str) -> Tokenizer:
     Asks for shakespeare_text only so that a missing corpus skips instead of failing.
     """
     return train_tokenizer([SHAKESPEARE], vocab_size=512, progress=False)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory, shakespeare_text: str) -> Path:
+    """A 200 kB slice of tinyshakespeare as a file: enough text for tiny training runs."""
+    path = tmp_path_factory.mktemp("data") / "shakespeare.txt"
+    path.write_text(shakespeare_text[:200_000])
+    return path

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from gpt2_files import SHAKESPEARE
 from safetensors.torch import load_file
 
 import gptlab
@@ -29,15 +28,6 @@ ARGS = ["--tokenizer", "byte", "--model", "tiny", "--n-layer", "2", "--d-model",
         "--seq-len", "16", "--batch-size", "8", "--micro-batch-size", "2", "--grad-clip", "0.1", "--lr", "1e-2",
         "--warmup-steps", "2", "--lr-decay-steps", str(STEPS), "--save-every", "3", "--eval-every", "1000",
         "--eval-windows", "32", "--sample-tokens", "4", "--log-every", "1", "--threads", "1", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    if not SHAKESPEARE.is_file():
-        pytest.skip(f"corpus not found: {SHAKESPEARE}")
-    path = tmp_path_factory.mktemp("data") / "shakespeare.txt"
-    path.write_text(SHAKESPEARE.read_text()[:100_000])
-    return path
 
 
 def train(corpus: Path, out: Path, *args: str, procs: int = 1) -> Path:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from gpt2_files import SHAKESPEARE
 from safetensors.torch import load_file
 
 import gptlab
@@ -21,15 +20,6 @@ from gptlab.train.optim import batch_size_at, build_optimizer, lr_at
 
 TINY = ["--model", "tiny", "--n-layer", "2", "--d-model", "32", "--n-head", "2", "--seq-len", "32",
         "--batch-size", "8", "--threads", "1", "--no-progress", "--log-every", "1", "--sample-tokens", "0"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    if not SHAKESPEARE.is_file():
-        pytest.skip(f"corpus not found: {SHAKESPEARE}")
-    path = tmp_path_factory.mktemp("data") / "shakespeare.txt"
-    path.write_text(SHAKESPEARE.read_text()[:200_000])
-    return path
 
 
 def train_cli(*args, wait=True):
