@@ -169,12 +169,13 @@ def build_config(yaml_path: Path | None, overrides: dict[str, Any]) -> TrainConf
 
 def field_help() -> list[tuple[str, Any, str]]:
     """(name, default, description) of every training field, for --help."""
+    docs = _docs()
     rows = []
     for f in dataclasses.fields(TrainConfig):
         if f.name == "model_overrides":
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        rows.append((f.name, default, _docs().get(f.name, "")))
+        rows.append((f.name, default, docs.get(f.name, "")))
     return rows
 
 

@@ -175,6 +175,7 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
     tokens_seen = seq_len * sum(batch_size_at(s, config, micro * runtime.world_size) for s in range(step))
     window_tokens, window_start = 0, time.perf_counter()
     plotted_at = window_start
+    plot_title = f"{config.model} on {', '.join(map(str, config.data))}"[:90]
     while step < config.max_steps:
         lr = lr_at(step, config, peak)
         for group in optimizer.param_groups:
@@ -238,7 +239,7 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
                     if show:
                         tqdm.write(f"step {step}: val loss {last_val[0]:.4f}, {last_val[1]:.4f} bits/byte | sample: {samples[0][:200]!r}")
                 if time.perf_counter() - plotted_at >= _REPLOT_SECONDS:
-                    plot_loss(metrics.rows, out / "loss.png", f"{config.model} on {', '.join(map(str, config.data))}"[:90])
+                    plot_loss(metrics.rows, out / "loss.png", plot_title)
                     plotted_at = time.perf_counter()
             window_tokens, window_start = 0, time.perf_counter()  # evaluation time is not training throughput
 
@@ -258,7 +259,7 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
         metadata: dict[str, Any] = {"training": {"step": step, "val_loss": last_val and last_val[0], "val_bpb": last_val and last_val[1]}}
         checkpoint.save(final, model, tokenizer, metadata=metadata, weights=weights)
         if metrics.rows:
-            plot_loss(metrics.rows, out / "loss.png", f"{config.model} on {', '.join(map(str, config.data))}"[:90])
+            plot_loss(metrics.rows, out / "loss.png", plot_title)
         metrics.close()
     runtime.barrier()
     return TrainResult(out, final, step, last_val and last_val[0], last_val and last_val[1], samples)
