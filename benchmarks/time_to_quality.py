@@ -7,9 +7,8 @@ this process after the imports; the clock starts before tokenizer training and d
 and stops when metrics.jsonl first shows val_bpb at or below the threshold (so evaluation time and
 the spacing of evaluations count).
 
-A `bpe:N` tokenizer is fitted here, inside the timed region, to the training part of the file
-only: `gptlab train` would fit it to all of --data, validation text included, and a vocabulary
-that has seen the validation text flatters val_bpb. Prints one JSON object.
+A `bpe:N` tokenizer is fitted inside the timed region, by `gptlab train`, to the training part
+of the file only. Prints one JSON object.
 
     python benchmarks/time_to_quality.py [--config configs/shakespeare-fast.yaml] [--set key=value ...]
 """
@@ -27,7 +26,6 @@ from pathlib import Path
 import gptlab
 from gptlab.data import build_corpus, eval_starts
 from gptlab.errors import GptlabError
-from gptlab.tokenizer import train_tokenizer
 from gptlab.train import TrainConfig, build_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,19 +67,6 @@ class FirstCrossing:
             self._check(time.perf_counter())
 
 
-def with_training_split_tokenizer(config: TrainConfig, directory: Path) -> tuple[TrainConfig, int]:
-    """For `bpe:N`, the same BPE fitted to the text before the validation tail; the bytes it saw."""
-    if not config.tokenizer.startswith("bpe:"):
-        return config, 0
-    if len(config.data) != 1 or not Path(config.data[0]).is_file():
-        raise GptlabError("a bpe:N tokenizer needs --data to be one text file here, to hold its tail out")
-    text = Path(config.data[0]).read_text(encoding="utf-8")
-    head = text[: len(text) - round(len(text) * config.val_fraction)]
-    (directory / "head.txt").write_text(head, encoding="utf-8")
-    train_tokenizer([directory / "head.txt"], int(config.tokenizer[4:]), progress=False).save(directory / "tokenizer")
-    return dataclasses.replace(config, tokenizer=str(directory / "tokenizer")), len(head.encode("utf-8"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "shakespeare-fast.yaml")
@@ -95,8 +80,7 @@ def main() -> None:
         config = build_config(args.config, {**overrides, "out": str(out), "progress": False})
         start = time.perf_counter()
         watch = FirstCrossing(out / "metrics.jsonl", args.threshold, start)
-        run_config, tokenizer_bytes = with_training_split_tokenizer(config, Path(scratch))
-        result = train(run_config)
+        result = train(config)
         total = time.perf_counter() - start
         watch.stop()
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -105,10 +89,9 @@ def main() -> None:
     data_bytes = sum(Path(path).stat().st_size for path in config.data)
     seq_len = config.seq_len or len(corpus.val)
     evaluated = len(eval_starts(len(corpus.val), seq_len, config.eval_windows)) * seq_len
-    if corpus.val_bytes < 0.1 * data_bytes or tokenizer_bytes > corpus.train_bytes:
+    if corpus.val_bytes < round(0.1 * data_bytes):
         raise GptlabError(
-            f"validation holds the last {corpus.val_bytes / data_bytes:.2%} of the file and the tokenizer saw"
-            f" {tokenizer_bytes - corpus.train_bytes} bytes of it: raise val_fraction until it covers the last 10%"
+            f"validation holds only the last {corpus.val_bytes / data_bytes:.2%} of the file; nanoGPT's is 10%"
         )
     evals = [row for row in rows if "val_bpb" in row]
     seconds = watch.seconds
@@ -118,7 +101,6 @@ def main() -> None:
         "recipe": {key: dataclasses.asdict(config)[key] for key in (
             "tokenizer", "model", "seq_len", "batch_size", "max_steps", "lr", "warmup_steps", "lr_decay_steps",
             "precision", "eval_every", "eval_windows", "model_overrides")},
-        "tokenizer_fitted_on_bytes": tokenizer_bytes or None,
         "validation": {
             "bytes": corpus.val_bytes, "share_of_file": round(corpus.val_bytes / data_bytes, 4),
             "tokens": len(corpus.val), "tokens_per_evaluation": evaluated, "evaluations": len(evals),

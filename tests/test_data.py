@@ -15,6 +15,7 @@ from gptlab.data import (
     WindowSampler,
     batch_from_starts,
     build_corpus,
+    split_documents,
     eval_starts,
     iter_documents,
     read_shards,
@@ -234,15 +235,18 @@ def test_corrupt_shards_are_one_line_errors(tmp_path):
 # Corpus
 
 
-def test_single_document_is_split_by_tokens(tmp_path):
-    text = "".join(chr(ord("a") + i % 26) for i in range(999))
+def test_single_document_is_split_by_characters(tmp_path):
+    text = "".join(chr(ord("a") + i % 26) for i in range(1000))
     (tmp_path / "one.txt").write_text(text)
     tok = CharTokenizer.from_texts([text])
     corpus = build_corpus([tmp_path / "one.txt"], tok, val_fraction=0.1, seed=0, progress=False)
-    everything = tok.encode(text) + [tok.eot_id]
     assert corpus.n_documents == 1 and corpus.train.dtype == np.uint16
-    assert corpus.train.tolist() == everything[:900] and corpus.val.tolist() == everything[900:]
-    assert corpus.train_bytes == 900 and corpus.val_bytes == 99
+    # each part is encoded on its own and ends its document, as nanoGPT's data[:n] / data[n:] does
+    assert corpus.train.tolist() == tok.encode(text[:900]) + [tok.eot_id]
+    assert corpus.val.tolist() == tok.encode(text[900:]) + [tok.eot_id]
+    assert corpus.train_bytes == 900 and corpus.val_bytes == 100
+    split = split_documents([tmp_path / "one.txt"], 0.1, seed=0)
+    assert [d.text for d in split.train] == [text[:900]] and [d.text for d in split.val] == [text[900:]]
 
 
 @pytest.fixture

@@ -152,6 +152,24 @@ def test_bits_per_byte_is_consistent_with_the_loss(tmp_path, corpus):
     assert row["val_bpb"] == pytest.approx(row["val_loss"] / math.log(2), rel=1e-6)
 
 
+def test_bpe_tokenizer_is_fitted_to_the_training_split_only(tmp_path):
+    """A word that only the validation part repeats must not become a token: that would flatter val_bpb."""
+    head = "".join(f"line {i} of the training text, with plain words.\n" for i in range(400))
+    tail = "zqxjvk wubbly " * 300
+    data = tmp_path / "one.txt"
+    data.write_text(head + tail)
+    fraction = len(tail) / len(head + tail)
+    out = tmp_path / "run"
+    result = train_cli("--data", data, "--tokenizer", "bpe:400", "--val-fraction", fraction, "--out", out,
+                       "--max-steps", 2, "--eval-every", 2, *TINY)
+    assert result.returncode == 0, result.stderr
+    tok = gptlab.load(out / "final").tokenizer
+    specials = set(tok.special_tokens.values())
+    learned = [tok.decode_bytes([i]) for i in range(tok.vocab_size) if i not in specials]
+    assert any(b"train" in token for token in learned)  # the training text was learned...
+    assert not any(b"zq" in token or b"wub" in token for token in learned)  # ...the held-out text was not
+
+
 # --- never losing a run ------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError
 
-TOKENIZER_SAMPLE_BYTES = 8_000_000  # enough text for a 4k BPE, trained in seconds
+TOKENIZER_SAMPLE_MB = 8.0  # enough text for a 4k BPE, trained in seconds
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -57,23 +57,6 @@ def stdlib_sources() -> list[Path]:
     return files
 
 
-def _tokenizer(files: list[Path], vocab_size: int, out: Path):
-    from gptlab.tokenizer import train_tokenizer
-
-    directory = out / "tokenizer"
-    if (directory / "vocab.json").is_file():
-        return directory
-    sample, total = [], 0
-    for f in files[:: max(1, len(files) // 400)]:  # spread over the whole library, not just its first modules
-        sample.append(f)
-        total += f.stat().st_size
-        if total > TOKENIZER_SAMPLE_BYTES:
-            break
-    print(f"[1/3] training a {vocab_size}-token BPE on {total / 1e6:.1f} MB of {len(sample)} files")
-    train_tokenizer(sample, vocab_size).save(directory)
-    return directory
-
-
 def _steps_for(minutes: float, config, vocab: int) -> int:
     """Time a few steps of this exact model and batch to turn the time budget into a step count."""
     import torch
@@ -103,27 +86,29 @@ def _steps_for(minutes: float, config, vocab: int) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
-    from gptlab.tokenizer import load_tokenizer
     from gptlab.train import build_config, train
 
     files = stdlib_sources()
     out = args.out
     print(f"gptlab quickstart: {len(files)} files of Python's standard library, {args.minutes:g} minutes on the CPU")
-    tokenizer_dir = _tokenizer(files, args.vocab_size, out)
     settings = {
-        "data": [str(f) for f in files], "tokenizer": str(tokenizer_dir), "model": args.model, "out": str(out),
-        "seq_len": args.seq_len, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-        "warmup_steps": 50, "eval_windows": 100, "sample_tokens": 120, "sample_prompt": "def ", "resume": args.resume,
+        "data": [str(f) for f in files], "tokenizer": f"bpe:{args.vocab_size}", "tokenizer_sample_mb": TOKENIZER_SAMPLE_MB,
+        "model": args.model, "out": str(out), "seq_len": args.seq_len, "batch_size": args.batch_size, "lr": args.lr,
+        "seed": args.seed, "warmup_steps": 50, "eval_windows": 100, "sample_tokens": 120, "sample_prompt": "def ",
+        "resume": args.resume,
     }
     if args.resume and (out / "train_config.json").is_file():
         settings["max_steps"] = json.loads((out / "train_config.json").read_text())["max_steps"]
     else:
-        vocab = load_tokenizer(tokenizer_dir).vocab_size
-        settings["max_steps"] = _steps_for(args.minutes, build_config(None, settings | {"max_steps": 1}), vocab)
+        budget = build_config(None, settings | {"max_steps": 1})
+        settings["max_steps"] = _steps_for(args.minutes, budget, args.vocab_size)
     settings["eval_every"] = settings["save_every"] = max(10, settings["max_steps"] // 5)
-    print(f"[2/3] pretraining {args.model} for {settings['max_steps']} steps (train/validation split by file)")
+    print(
+        f"[1/2] a {args.vocab_size}-token BPE fitted to {TOKENIZER_SAMPLE_MB:g} MB of the training files, then "
+        f"{settings['max_steps']} steps of {args.model} (train/validation split by file)"
+    )
     result = train(build_config(None, settings))
-    print("[3/3] done")
+    print("[2/2] done")
     if result.val_bpb is not None:
         print(f"validation: {result.val_bpb:.3f} bits per byte ({result.val_loss:.3f} nats per token)")
     for sample in result.samples:

@@ -1,7 +1,8 @@
 """A training corpus: token streams for training and validation, documents joined by <|endoftext|>.
 
 Several documents are split by document, so no document is seen in both training and validation;
-a single document (tinyshakespeare) is split by tokens, its last part held out, as nanoGPT does.
+a single document (tinyshakespeare) is split by characters, its last part held out, as nanoGPT does.
+The split is made on text, before tokenising, so a tokenizer can be fitted to the training part only.
 """
 
 from __future__ import annotations
@@ -38,21 +39,59 @@ class Corpus:
     val_bytes: int | None = None
 
 
+@dataclass(frozen=True)
+class Split:
+    """Documents for training and for validation; no text is in both."""
+
+    train: list[Document]
+    val: list[Document]
+    n_documents: int
+    """Documents read; a single one cut in two counts once."""
+
+
+def split_documents(paths: Sequence[str | os.PathLike], val_fraction: float, seed: int) -> Split:
+    """Read the documents under `paths` and hold out val_fraction of them for validation.
+
+    With several documents a seeded shuffle picks ceil(n * val_fraction) of them (at least one,
+    never all); each split keeps the documents' original order. A single document is cut by
+    characters, its last val_fraction (rounded, leaving at least one character) held out.
+    """
+    _check_fraction(val_fraction)
+    documents = list(iter_documents(paths))
+    if not documents:
+        raise GptlabError(f"no documents in {', '.join(map(str, paths))}")
+    n = len(documents)
+    if n == 1:
+        (document,) = documents
+        text = document.text
+        cut = len(text) - min(round(len(text) * val_fraction), max(len(text) - 1, 0))
+        held_out = [Document(document.id, text[cut:])] if cut < len(text) else []
+        return Split([Document(document.id, text[:cut])], held_out, 1)
+    # round() first, so that 30 * 0.1 = 3.0000000000000004 counts as 3 documents, not 4.
+    n_val = min(max(math.ceil(round(n * val_fraction, 9)), 1), n - 1) if val_fraction else 0
+    in_val = np.zeros(n, dtype=bool)
+    in_val[np.random.default_rng(seed).permutation(n)[:n_val]] = True
+    return Split(
+        [doc for doc, held_out in zip(documents, in_val) if not held_out],
+        [doc for doc, held_out in zip(documents, in_val) if held_out],
+        n,
+    )
+
+
 def build_corpus(
     paths: Sequence[str | os.PathLike],
     tokenizer: Tokenizer | CharTokenizer,
     val_fraction: float,
     seed: int,
     progress: bool = True,
+    split: Split | None = None,
 ) -> Corpus:
-    """Tokenise the documents under `paths`, or read token shard directories, and split them.
+    """Tokenise the documents under `paths` as `split_documents` splits them, or read token shards.
 
-    With several documents a seeded shuffle picks ceil(n * val_fraction) of them (at least one,
-    never all) for validation; each split keeps the documents' original order. Shards are read
+    Pass `split` when the caller has already read and split `paths`. Shard directories are read
     as one stream whose last val_fraction is validation; their n_documents counts <|endoftext|>.
     """
-    if not 0 <= val_fraction < 1:
-        raise GptlabError(f"val_fraction must be at least 0 and below 1, got {val_fraction}")
+    _check_fraction(val_fraction)
     shard_dirs = [path for path in paths if is_shards_dir(path)]
     if shard_dirs and len(shard_dirs) < len(paths):
         raise GptlabError("token shard directories cannot be mixed with text inputs")
@@ -61,14 +100,10 @@ def build_corpus(
     if shard_dirs:
         train, val = _split_tokens(_read_shard_dirs(shard_dirs, tokenizer), val_fraction)
     else:
-        documents = _encode(iter_documents(paths), tokenizer, progress)
-        if not documents:
-            raise GptlabError(f"no documents in {where}")
-        n_documents = len(documents)
-        if n_documents == 1:
-            train, val = _split_tokens(documents[0], val_fraction)
-        else:
-            train, val = _split_documents(documents, val_fraction, seed)
+        split = split or split_documents(paths, val_fraction, seed)
+        n_documents = split.n_documents
+        train = _encode(split.train, tokenizer, "tokenizing train", progress)
+        val = _encode(split.val, tokenizer, "tokenizing validation", progress)
     if not len(train) + len(val):
         raise GptlabError(f"no text to train on in {where}")
     train_counts = _token_counts(train, tokenizer.vocab_size)
@@ -82,20 +117,25 @@ def build_corpus(
     )
 
 
+def _check_fraction(val_fraction: float) -> None:
+    if not 0 <= val_fraction < 1:
+        raise GptlabError(f"val_fraction must be at least 0 and below 1, got {val_fraction}")
+
+
 def _encode(
-    documents: Iterable[Document], tokenizer: Tokenizer | CharTokenizer, progress: bool
-) -> list[np.ndarray]:
-    """Each document's tokens followed by <|endoftext|> when the tokenizer has it."""
+    documents: Iterable[Document], tokenizer: Tokenizer | CharTokenizer, desc: str, progress: bool
+) -> np.ndarray:
+    """The documents' tokens as one stream, each followed by <|endoftext|> when the tokenizer has it."""
     dtype = token_dtype(tokenizer.vocab_size)
     end = [] if tokenizer.eot_id is None else [tokenizer.eot_id]
     encoded = []
-    with tqdm(desc="tokenizing", unit="B", unit_scale=True, disable=not progress) as bar:
+    with tqdm(desc=desc, unit="B", unit_scale=True, disable=not progress) as bar:
         for batch in _batches(documents):
             texts = [document.text for document in batch]
             encoded += [np.array(ids + end, dtype) for ids in tokenizer.encode_batch(texts)]
             bar.set_postfix(documents=len(encoded), refresh=False)
             bar.update(sum(len(text.encode("utf-8")) for text in texts))
-    return encoded
+    return np.concatenate(encoded) if encoded else np.empty(0, dtype)
 
 
 def _batches(documents: Iterable[Document]) -> Iterator[list[Document]]:
@@ -138,19 +178,6 @@ def _split_tokens(tokens: np.ndarray, val_fraction: float) -> tuple[np.ndarray, 
     n = len(tokens)
     cut = n - min(round(n * val_fraction), max(n - 1, 0))
     return tokens[:cut], tokens[cut:]
-
-
-def _split_documents(
-    documents: list[np.ndarray], val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    n = len(documents)
-    # round() first, so that 30 * 0.1 = 3.0000000000000004 counts as 3 documents, not 4.
-    n_val = min(max(math.ceil(round(n * val_fraction, 9)), 1), n - 1) if val_fraction else 0
-    in_val = np.zeros(n, dtype=bool)
-    in_val[np.random.default_rng(seed).permutation(n)[:n_val]] = True
-    train = [doc for doc, held_out in zip(documents, in_val) if not held_out]
-    val = [doc for doc, held_out in zip(documents, in_val) if held_out]
-    return np.concatenate(train), np.concatenate(val) if val else np.empty(0, train[0].dtype)
 
 
 def _token_counts(tokens: np.ndarray, vocab_size: int) -> np.ndarray:

@@ -33,6 +33,17 @@ def train_tokenizer(
     A smaller corpus may run out of pairs to merge first, leaving a smaller vocabulary.
     """
     paths = _collect_files(files)
+    texts = (text for path in paths for text in _read_blocks(path))
+    return train_tokenizer_on_texts(texts, vocab_size, special_tokens, progress)
+
+
+def train_tokenizer_on_texts(
+    texts: Iterable[str],
+    vocab_size: int,
+    special_tokens: Sequence[str] = (EOT,),
+    progress: bool = True,
+) -> Tokenizer:
+    """`train_tokenizer` on texts in memory, e.g. only the training split of a corpus."""
     specials = list(dict.fromkeys(special_tokens))
     n_merges = vocab_size - 256 - len(specials)
     if n_merges < 1:
@@ -47,7 +58,7 @@ def train_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=progress,
     )
-    hf.train_from_iterator((text for path in paths for text in _read_blocks(path)), trainer)
+    hf.train_from_iterator(texts, trainer)
     # Newer `tokenizers` store merges as [a, b] pairs, older ones as "a b" strings.
     merges = [
         m if isinstance(m, list) else m.split(" ")

@@ -24,7 +24,9 @@ class TrainConfig:
     data: list[str] = field(default_factory=list)
     """Text files, folders of them, JSONL files with a `text` field, or token-shard directories."""
     tokenizer: str = "byte"
-    """`byte`, `char`, `bpe:N` (train an N-token BPE on the data), or a tokenizer/checkpoint directory."""
+    """`byte`, `char`, `bpe:N` (train an N-token BPE on the training split), or a tokenizer/checkpoint directory."""
+    tokenizer_sample_mb: float | None = None
+    """Fit `bpe:N` to at most this many MB of training documents, spread over the corpus; default all."""
     model: str = "mini"
     """A model preset; model fields given beside it override the preset's."""
     out: str = "runs/gptlab"
@@ -84,6 +86,8 @@ class TrainConfig:
         for name in ("warmup_steps", "batch_ramp_steps", "sample_tokens"):
             if getattr(self, name) < 0:
                 raise GptlabError(f"train config: {name} must be >= 0, got {getattr(self, name)}")
+        if self.tokenizer_sample_mb is not None and self.tokenizer_sample_mb <= 0:
+            raise GptlabError(f"train config: tokenizer_sample_mb must be positive, got {self.tokenizer_sample_mb}")
         if not 0 <= self.val_fraction < 1:
             raise GptlabError(f"train config: val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:

@@ -22,11 +22,21 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from gptlab import checkpoint
-from gptlab.data import WindowSampler, batch_from_starts, build_corpus, eval_starts, iter_documents
+from gptlab.data import (
+    Document,
+    Split,
+    WindowSampler,
+    batch_from_starts,
+    build_corpus,
+    eval_starts,
+    iter_documents,
+    split_documents,
+)
+from gptlab.data.shards import is_shards_dir
 from gptlab.errors import GptlabError
 from gptlab.generation import generate
 from gptlab.model import GPT, PRESETS, GPTConfig, preset
-from gptlab.tokenizer import CharTokenizer, byte_tokenizer, load_tokenizer, train_tokenizer
+from gptlab.tokenizer import CharTokenizer, byte_tokenizer, load_tokenizer, train_tokenizer_on_texts
 from gptlab.train import distributed
 from gptlab.train.checkpointing import Resumed, checkpoints, load_latest, save_checkpoint
 from gptlab.train.config import TrainConfig
@@ -48,23 +58,41 @@ class TrainResult:
     samples: list[str]
 
 
-def resolve_tokenizer(config: TrainConfig, out: Path, progress: bool):
+def resolve_tokenizer(config: TrainConfig, out: Path, progress: bool, split: Split | None = None):
+    """The tokenizer `config.tokenizer` names; `bpe:N` is fitted to the training split alone.
+
+    Fitting it to validation text too would let it learn that text's words as single tokens and
+    flatter validation loss (by ~0.2 bits per byte on tinyshakespeare at 2k tokens).
+    """
     spec = config.tokenizer
     if spec == "byte":
         return byte_tokenizer()
-    if spec == "char":
+    if spec == "char":  # every character of the data, so validation text never meets an unknown one
         return CharTokenizer.from_texts(doc.text for doc in iter_documents(config.data))
     if spec.startswith("bpe:"):
         try:
             size = int(spec[4:])
         except ValueError:
             raise GptlabError(f"tokenizer {spec!r}: expected bpe:N with N the vocabulary size") from None
-        tokenizer = train_tokenizer(config.data, size, progress=progress)
+        if any(is_shards_dir(path) for path in config.data):
+            raise GptlabError(f"tokenizer {spec!r} cannot be fitted to token shards; pass the tokenizer they were made with")
+        split = split or split_documents(config.data, config.val_fraction, config.seed)
+        documents = _spread_sample(split.train, config.tokenizer_sample_mb)
+        tokenizer = train_tokenizer_on_texts((doc.text for doc in documents), size, progress=progress)
         tokenizer.save(out / "tokenizer")
         return tokenizer
     if not Path(spec).is_dir():
         raise GptlabError(f"tokenizer must be byte, char, bpe:N or a tokenizer directory; {spec!r} is none of these")
     return load_tokenizer(spec)
+
+
+def _spread_sample(documents: list[Document], megabytes: float | None) -> list[Document]:
+    """Every k-th document, k chosen so they come to about `megabytes` (all of them when None)."""
+    if megabytes is None:
+        return documents
+    total = sum(len(doc.text) for doc in documents)  # characters: close enough to bytes for a budget
+    stride = max(1, math.ceil(total / (megabytes * 1e6)))
+    return documents[::stride]
 
 
 def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
@@ -131,8 +159,10 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
     if config.resume and resumed is None and runtime.is_main:
         print(f"warning: nothing to resume in {out}; starting a new run", file=sys.stderr)
 
-    tokenizer = resumed.lm.tokenizer if resumed else resolve_tokenizer(config, out, show)
-    corpus = build_corpus(config.data, tokenizer, config.val_fraction, config.seed, progress=show)
+    texts = not any(is_shards_dir(path) for path in config.data)
+    split = split_documents(config.data, config.val_fraction, config.seed) if texts else None
+    tokenizer = resumed.lm.tokenizer if resumed else resolve_tokenizer(config, out, show, split)
+    corpus = build_corpus(config.data, tokenizer, config.val_fraction, config.seed, show, split)
     torch.manual_seed(config.seed)
     model = resumed.lm.model if resumed else GPT(model_config(config, tokenizer.vocab_size))
     mcfg = model.config
