@@ -170,6 +170,28 @@ def test_bpe_tokenizer_is_fitted_to_the_training_split_only(tmp_path):
     assert not any(b"zq" in token or b"wub" in token for token in learned)  # ...the held-out text was not
 
 
+def test_compiled_training_matches_eager(tmp_path, corpus):
+    args = ["--data", corpus, "--tokenizer", "byte", "--max-steps", 4, "--eval-every", 4, *TINY]
+    eager = train_cli(*args, "--out", tmp_path / "eager")
+    compiled = train_cli(*args, "--out", tmp_path / "compiled", "--compile")
+    assert eager.returncode == 0 and compiled.returncode == 0, compiled.stderr[-2000:]
+    assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), rel=1e-4)
+
+
+def test_tensorboard_logs_the_metrics(tmp_path, corpus):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    result = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-steps", 4, "--eval-every", 2,
+                       "--tensorboard", *TINY)
+    assert result.returncode == 0, result.stderr
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("loss")}
+    assert logged == pytest.approx(losses(out), rel=1e-6)
+    assert [e.step for e in events.Scalars("val_bpb")] == [2, 4]
+
+
 # --- never losing a run ------------------------------------------------------------------------
 
 

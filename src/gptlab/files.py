@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from gptlab.errors import GptlabError
 
 
-def read_text(path: Path) -> str:
+def read_text(path: str | os.PathLike) -> str:
+    path = Path(path)
     if not path.exists():
         raise GptlabError(f"no such file: {path}")
     if not path.is_file():
@@ -22,7 +24,7 @@ def read_text(path: Path) -> str:
         raise GptlabError(f"{path} is not valid UTF-8 (byte {e.start}: {e.reason})") from None
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(read_text(path))
     except json.JSONDecodeError as e:

@@ -221,11 +221,11 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             sync = i == n_micro - 1 or not runtime.distributed or config.distributed == "fsdp"
             with (contextlib.nullcontext() if sync else wrapped.no_sync()), autocast():
-                logits = forward(x)
+                logits = _forward(forward, x)
                 loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten()) / n_micro
             loss.backward()
             loss_sum += loss.item()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip, foreach=True)
         loss_value = runtime.mean(loss_sum)
         if not (math.isfinite(loss_value) and math.isfinite(float(grad_norm))):
             optimizer.zero_grad(set_to_none=True)
@@ -293,6 +293,14 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
         metrics.close()
     runtime.barrier()
     return TrainResult(out, final, step, last_val and last_val[0], last_val and last_val[1], samples)
+
+
+def _forward(forward, x: torch.Tensor) -> torch.Tensor:
+    try:
+        return forward(x)
+    except torch._dynamo.exc.TorchDynamoException as e:  # e.g. no C++ compiler for inductor's CPU kernels
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GptlabError(f"torch.compile failed ({reason[:200]}); run without --compile") from None
 
 
 def _sample(model: GPT, tokenizer, config: TrainConfig, seq_len: int) -> str:
