@@ -5,15 +5,25 @@
     print(lm.generate("def fibonacci(", max_new_tokens=64, temperature=0))
 """
 
-from gptlab.checkpoint import LanguageModel, load, save
+import importlib
+
 from gptlab.errors import GptlabError
-from gptlab.generation import SamplingParams, generate, stream
-from gptlab.model import GPT, GPTConfig, preset
-from gptlab.tokenizer import Tokenizer, train_tokenizer
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GPT", "GPTConfig", "GptlabError", "LanguageModel", "SamplingParams", "Tokenizer",
-    "generate", "load", "preset", "save", "stream", "train_tokenizer",
-]
+# Imported on first use, so that tools needing only part of gptlab (the data pipeline's worker
+# processes, `gptlab --help`) do not pay for importing PyTorch.
+_EXPORTS = {
+    "GPT": "gptlab.model", "GPTConfig": "gptlab.model", "preset": "gptlab.model",
+    "LanguageModel": "gptlab.checkpoint", "load": "gptlab.checkpoint", "save": "gptlab.checkpoint",
+    "SamplingParams": "gptlab.generation", "generate": "gptlab.generation", "stream": "gptlab.generation",
+    "Tokenizer": "gptlab.tokenizer", "train_tokenizer": "gptlab.tokenizer",
+}
+
+__all__ = ["GptlabError", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'gptlab' has no attribute {name!r}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gptlab.cli import convert, generate, model, quickstart, tokenizer, train
+from gptlab.cli import convert, data, generate, model, quickstart, tokenizer, train
 from gptlab.errors import GptlabError
 
-VERBS = (quickstart, train, generate, model, tokenizer, convert)
+VERBS = (quickstart, train, generate, model, tokenizer, convert, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,20 +1,20 @@
-"""Training data: documents from files, token shards, train/validation corpora, window sampling."""
+"""Training data: documents from files, token shards, train/validation corpora, window sampling;
+`gptlab.data.curate` prepares corpora the way GPT-3 did."""
 
-from gptlab.data.corpus import Corpus, Split, build_corpus, split_documents
-from gptlab.data.sampler import WindowSampler, batch_from_starts, eval_starts
-from gptlab.data.shards import read_shards, write_shards
-from gptlab.data.sources import Document, iter_documents
+import importlib
 
-__all__ = [
-    "Corpus",
-    "Document",
-    "Split",
-    "WindowSampler",
-    "batch_from_starts",
-    "build_corpus",
-    "eval_starts",
-    "iter_documents",
-    "read_shards",
-    "split_documents",
-    "write_shards",
-]
+# Imported on first use: the curation workers need shards and sources, not PyTorch (sampler).
+_EXPORTS = {
+    "Corpus": "corpus", "Split": "corpus", "build_corpus": "corpus", "split_documents": "corpus",
+    "WindowSampler": "sampler", "batch_from_starts": "sampler", "eval_starts": "sampler",
+    "read_shards": "shards", "write_shards": "shards",
+    "Document": "sources", "iter_documents": "sources",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"gptlab.data.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'gptlab.data' has no attribute {name!r}")

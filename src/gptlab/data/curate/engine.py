@@ -1,0 +1,226 @@
+"""Running curation stages over file shards on an existing engine: datatrove's local
+multiprocessing executor by default, its Ray executor on a cluster.
+
+A stage's output folder holds its shards (`00000.jsonl.gz`, ...), `removed/` and `malformed/`
+listings, `stats.json`, and `.work/`: datatrove's completion markers plus intermediate results.
+Rerunning the same command skips every finished task and phase, and a killed task is redone from
+its start (its shard is only renamed into place when complete), so the output equals that of an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# datatrove logs every task to the console through loguru, whose default level this sets when it
+# is first imported; progress bars and the stage summary say what matters. LOGURU_LEVEL overrides.
+os.environ.setdefault("LOGURU_LEVEL", "WARNING")
+
+from datatrove.data import Document, DocumentsPipeline  # noqa: E402
+from datatrove.executor import LocalPipelineExecutor  # noqa: E402
+from datatrove.pipeline.base import PipelineStep  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from gptlab import atomic  # noqa: E402
+from gptlab.data.curate.documents import ShardWriter, read_documents, shard_name  # noqa: E402
+from gptlab.errors import GptlabError  # noqa: E402
+from gptlab.files import read_json  # noqa: E402
+
+REMOVED = "removed"
+"""Metadata key a step sets, with the reason, on a document it removes."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    executor: str = "local"
+    """`local` (multiprocessing on this machine) or `ray` (a running Ray cluster, or a local one)."""
+    workers: int = 0
+    """Tasks run at once; 0 means one per CPU core."""
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise GptlabError(f"executor must be local or ray, got {self.executor!r}")
+
+
+class Workspace:
+    """One stage's output folder and the settings it was made with."""
+
+    def __init__(self, output: str | os.PathLike, settings: dict[str, Any]):
+        self.output = Path(output)
+        self.work = self.output / ".work"
+        self.malformed = self.output / "malformed"
+        saved = self.work / "settings.json"
+        if saved.is_file():
+            if read_json(saved) != json.loads(json.dumps(settings)):
+                raise GptlabError(
+                    f"{self.output} holds the output of a run with other settings or inputs; choose another --output"
+                )
+        else:
+            atomic.write_text(saved, json.dumps(settings, indent=2) + "\n")
+
+    def run(self, phase: str, pipeline: list[PipelineStep], tasks: int, engine: Engine) -> None:
+        """Run `pipeline` as `tasks` tasks; tasks finished by an earlier run are skipped."""
+        logs = self.work / phase
+        workers = min(tasks, engine.workers or os.cpu_count() or 1)
+        if engine.executor == "ray":
+            from datatrove.executor import RayPipelineExecutor
+
+            _start_ray()
+            executor = RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs))
+        else:
+            executor = _QuietLocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs))
+        with _TaskProgress(logs / "completions", tasks, phase):
+            executor.run()
+        done = len(list((logs / "completions").glob("*")))
+        if done < tasks:
+            raise GptlabError(f"{phase}: only {done} of {tasks} tasks finished; see the logs in {logs / 'logs'}")
+
+    def once(self, name: str, make: Callable[[Path], None]) -> Path:
+        """A single-process phase's result file, made by `make(path)` unless an earlier run finished it."""
+        path = self.work / name
+        if not path.exists():
+            make(path)
+        return path
+
+    def finish(self, stage: str) -> dict[str, Any]:
+        """Sum the tasks' counters into stats.json and return them."""
+        totals: Counter[str] = Counter()
+        removed: Counter[str] = Counter()
+        for path in sorted(self.work.rglob("counts/*.json")):
+            if "reference" in path.relative_to(self.work).parts:
+                continue
+            counts = read_json(path)
+            removed.update(counts.pop("removed_by_reason", {}))
+            totals.update(counts)
+        stats = {"stage": stage, **dict(sorted(totals.items())), "removed_by_reason": dict(removed.most_common())}
+        atomic.write_text(self.output / "stats.json", json.dumps(stats, indent=2) + "\n")
+        return stats
+
+
+def _start_ray() -> None:
+    import ray
+
+    if not ray.is_initialized():
+        # joins the cluster in RAY_ADDRESS when one is set, else starts a local one
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, include_dashboard=False)
+
+
+class _QuietLocalExecutor(LocalPipelineExecutor):
+    """datatrove logs a task's progress to the console only for local_rank 0, a label for logs."""
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        return super()._run_for_rank(rank, local_rank + 1, node_rank)
+
+
+class _TaskProgress:
+    """A progress bar over finished tasks, read from datatrove's completion markers."""
+
+    def __init__(self, completions: Path, total: int, desc: str):
+        self.completions, self.total, self.desc = completions, total, desc
+        self._stop = threading.Event()
+
+    def __enter__(self) -> _TaskProgress:
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="task")
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def _count(self) -> int:
+        return len(list(self.completions.glob("*"))) if self.completions.is_dir() else 0
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            self.bar.update(self._count() - self.bar.n)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self.thread.join()
+        self.bar.update(self._count() - self.bar.n)
+        self.bar.close()
+
+
+class ReadInputs(PipelineStep):
+    """Task `rank` reads files[rank::world_size]; malformed records are listed and counted."""
+
+    name, type = "read inputs", "Reader"
+
+    def __init__(self, files: Sequence[str], work: str, malformed_dir: str):
+        super().__init__()
+        self.files, self.work, self.malformed_dir = list(files), work, malformed_dir
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        malformed: list[dict[str, Any]] = []
+        counts = Counter()
+
+        def note(file: str, line: int | None, reason: str) -> None:
+            malformed.append({"file": file, "line": line, "reason": reason})
+
+        for path in self.files[rank::world_size]:
+            for document in read_documents(path, note):
+                counts["documents_in"] += 1
+                counts["bytes_in"] += len(document.text.encode("utf-8"))
+                self.stat_update("documents_in")
+                yield document
+        counts["malformed"] = len(malformed)
+        write_counts(self.work, f"{rank:05d}.read", counts)
+        lines = "".join(json.dumps(m) + "\n" for m in malformed)
+        atomic.write_text(Path(self.malformed_dir) / f"{rank:05d}.jsonl", lines)
+
+
+class WriteOutputs(PipelineStep):
+    """Kept documents to the task's shard; removed ones listed with their reason (and text if asked)."""
+
+    name, type = "write outputs", "Writer"
+
+    def __init__(self, output: str, fmt: str, work: str, removed_text: bool = False):
+        super().__init__()
+        self.output, self.fmt, self.work, self.removed_text = output, fmt, work, removed_text
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        kept = ShardWriter(Path(self.output) / shard_name(rank, self.fmt), self.fmt)
+        removed = ShardWriter(Path(self.output) / REMOVED / shard_name(rank, self.fmt), self.fmt)
+        counts, reasons = Counter(), Counter()
+        for document in data:
+            reason = document.metadata.get(REMOVED)
+            if reason is None:
+                kept.write(document)
+                counts["documents_out"] += 1
+                counts["bytes_out"] += len(document.text.encode("utf-8"))
+            else:
+                removed.write(document, text=self.removed_text)
+                counts["documents_removed"] += 1
+                reasons[str(reason)] += 1
+        kept.close()
+        removed.close()
+        write_counts(self.work, f"{rank:05d}.write", {**counts, "removed_by_reason": reasons})
+        yield from ()
+
+
+def write_counts(work: str | os.PathLike, name: str, counts: dict[str, Any]) -> None:
+    atomic.write_text(Path(work) / "counts" / f"{name}.json", json.dumps(dict(counts)) + "\n")
+
+
+def summary(stats: dict[str, Any]) -> str:
+    """The stats as a few lines a person reads at a glance."""
+    lines = [f"{stats['stage']}:"]
+    docs_in, docs_out = stats.get("documents_in", 0), stats.get("documents_out", 0)
+    bytes_in, bytes_out = stats.get("bytes_in", 0), stats.get("bytes_out", 0)
+    share = f" ({docs_out / docs_in:.1%} kept)" if docs_in else ""
+    lines.append(f"  documents  {docs_in:,} in -> {docs_out:,} out{share}")
+    lines.append(f"  bytes      {bytes_in / 1e6:,.2f} MB in -> {bytes_out / 1e6:,.2f} MB out")
+    for reason, count in stats.get("removed_by_reason", {}).items():
+        lines.append(f"  removed    {count:,} ({reason})")
+    if stats.get("malformed"):
+        lines.append(f"  malformed  {stats['malformed']:,} input records skipped (listed in malformed/)")
+    for key, value in stats.items():
+        if key not in {"stage", "documents_in", "documents_out", "bytes_in", "bytes_out", "removed_by_reason",
+                       "malformed", "documents_removed"}:
+            lines.append(f"  {key:<10} {value:,}" if isinstance(value, (int, float)) else f"  {key}: {value}")
+    return "\n".join(lines)
