@@ -26,7 +26,7 @@ from pathlib import Path
 import gptlab
 from gptlab.data import build_corpus, eval_starts
 from gptlab.errors import GptlabError
-from gptlab.train import TrainConfig, build_config, train
+from gptlab.train import build_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = {"name": "nanoGPT CPU quickstart (char, 4x128, context 64, batch 12)", "seconds": 63.0, "val_bpb": 2.72}

@@ -249,7 +249,7 @@ stages:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["dedup", "--input", "/nonexistent", "--output", "x"], "input not found"),
+    (["dedup", "--input", "/nonexistent", "--output", "x"], "input file not found"),
     (["dedup", "--input", "IN", "--output", "OUT", "--bands", "0"], "bands"),
     (["mix", "--input", "IN", "--weight", "a=1", "--tokenizer", "T", "--output", "OUT"], "NAME=VALUE"),
     (["run", "PIPE"], "stages"),

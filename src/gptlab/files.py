@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,35 @@ def read_config_dir(directory: Path, config_file: str, kind: str) -> dict[str, A
     if not (directory / config_file).is_file():
         raise GptlabError(f"{directory} is not a {kind} checkpoint: {config_file} is missing")
     return read_json_object(directory / config_file)
+
+
+def visible_files(directory: Path) -> list[Path]:
+    """The regular files under `directory`, sorted, minus hidden ones and those in hidden folders (.git)."""
+    return sorted(
+        p for p in directory.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
+
+
+def expand_paths(specs: Iterable[str | os.PathLike], what: str) -> list[Path]:
+    """Files named, the visible files under folders, and glob matches, in the order given.
+
+    `what` names the files in error messages ("training", "input").
+    """
+    files: list[Path] = []
+    for spec in map(str, specs):
+        path = Path(spec)
+        if any(ch in spec for ch in "*?["):
+            found = [Path(m) for m in sorted(glob.glob(spec, recursive=True)) if Path(m).is_file()]
+            if not found:
+                raise GptlabError(f"no {what} files match {spec}")
+        elif path.is_dir():
+            found = visible_files(path)
+            if not found:
+                raise GptlabError(f"no {what} files in directory {path}")
+        elif path.is_file():
+            found = [path]
+        else:
+            raise GptlabError(f"{what} file not found: {path}")
+        files += found
+    return files

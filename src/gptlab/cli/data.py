@@ -20,7 +20,8 @@ STAGES = ("classifier", "filter", "dedup", "decontaminate", "mix", "tokenize")
 
 def register(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser(
-        "data", help="prepare a corpus the way GPT-3 did: classify, filter, dedup, decontaminate, mix, tokenize",
+        "data",
+        help="prepare a corpus the way GPT-3 did: classify, filter, dedup, decontaminate, mix, tokenize",
         description="GPT-3's data pipeline (Appendix A and C). Every stage reads JSONL (`text`, `id`), Parquet or "
         "plain text files, folders or globs, and writes shards, removal listings and stats.json to --output. "
         "Rerun a killed command to resume it.",
@@ -28,7 +29,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     stages = parser.add_subparsers(title="stages", metavar="STAGE", required=True)
 
     classifier = stages.add_parser("classifier", help="the quality classifier").add_subparsers(
-        title="actions", metavar="ACTION", required=True)
+        title="actions", metavar="ACTION", required=True
+    )
     train = classifier.add_parser("train", help="fit logistic regression on hashed words: curated vs raw text")
     train.add_argument("--positive", nargs="+", required=True, metavar="PATH", help="curated text (high quality)")
     train.add_argument("--negative", nargs="+", required=True, metavar="PATH", help="raw web text")
@@ -44,8 +46,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
     filt.set_defaults(run=_filter)
 
     dedup = _stage(stages, "dedup", "MinHash LSH fuzzy deduplication, within the input and against --against")
-    dedup.add_argument("--against", nargs="+", default=[], metavar="PATH",
-                       help="drop documents that near-duplicate any of these (GPT-3: WebText)")
+    dedup.add_argument(
+        "--against",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="drop documents that near-duplicate any of these (GPT-3: WebText)",
+    )
     dedup.add_argument("--shingle-size", type=int, default=None, help="words per shingle (default 5)")
     dedup.add_argument("--bands", type=int, default=None, help="LSH bands")
     dedup.add_argument("--rows", type=int, default=None, help="hashes per band; bands x rows hashes in all")
@@ -58,27 +65,46 @@ def register(verbs: argparse._SubParsersAction) -> None:
     decon.add_argument("--margin", type=int, default=200, help="characters removed either side (default 200)")
     decon.add_argument("--min-piece", type=int, default=200, help="drop pieces shorter than this (default 200)")
     decon.add_argument("--max-pieces", type=int, default=10, help="drop documents cut into more (default 10)")
-    decon.add_argument("--max-documents", type=int, default=10,
-                       help="ignore n-grams found in more documents than this (default 10)")
+    decon.add_argument(
+        "--max-documents", type=int, default=10, help="ignore n-grams found in more documents than this (default 10)"
+    )
     decon.set_defaults(run=_decontaminate)
 
-    mix = _stage(stages, "mix", "sample named sources by weight, tokenise and write token shards for `gptlab train`",
-                 documents_out=False, input_help="NAME=PATH: a named source (repeat the name for more paths)")
-    mix.add_argument("--weight", nargs="+", required=True, metavar="NAME=W",
-                     help="mixture weights, renormalised (GPT-3: CommonCrawl=60 WebText2=22 ...)")
+    mix = _stage(
+        stages,
+        "mix",
+        "sample named sources by weight, tokenise and write token shards for `gptlab train`",
+        documents_out=False,
+        input_help="NAME=PATH: a named source (repeat the name for more paths)",
+    )
+    mix.add_argument(
+        "--weight",
+        nargs="+",
+        required=True,
+        metavar="NAME=W",
+        help="mixture weights, renormalised (GPT-3: CommonCrawl=60 WebText2=22 ...)",
+    )
     _token_options(mix)
-    mix.add_argument("--tokens", type=float, default=None,
-                     help="token budget; sources repeat as needed (default: the most without repeating any)")
+    mix.add_argument(
+        "--tokens",
+        type=float,
+        default=None,
+        help="token budget; sources repeat as needed (default: the most without repeating any)",
+    )
     mix.add_argument("--seed", type=int, default=0)
     mix.set_defaults(run=_mix)
 
-    tokenize = _stage(stages, "tokenize", "tokenise documents into token shards for `gptlab train`",
-                      documents_out=False)
+    tokenize = _stage(
+        stages, "tokenize", "tokenise documents into token shards for `gptlab train`", documents_out=False
+    )
     _token_options(tokenize)
     tokenize.set_defaults(run=_tokenize, tokens=None, seed=0)  # one source, read once
 
-    run = stages.add_parser("run", help="run the stages of a PIPELINE.yaml in order",
-                            description="Run the stages listed in a YAML file; see `gptlab data --help`.")
+    run = stages.add_parser(
+        "run",
+        help="run the stages of a PIPELINE.yaml in order",
+        description="Run the stages listed in a YAML file; see `gptlab data --help`.",
+    )
     run.add_argument("pipeline", type=Path, help="YAML with `stages:` (and optional `executor:`, `workers:`)")
     run.set_defaults(run=_run_pipeline)
 
@@ -90,8 +116,12 @@ def _stage(stages, name: str, help: str, documents_out: bool = True, input_help:
     if documents_out:
         parser.add_argument("--format", default="jsonl.gz", choices=("jsonl", "jsonl.gz", "parquet"))
         parser.add_argument("--write-removed", action="store_true", help="keep removed documents' text in removed/")
-    parser.add_argument("--executor", default="local", choices=("local", "ray"),
-                        help="local multiprocessing, or Ray (a cluster at RAY_ADDRESS, else a local one)")
+    parser.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="local multiprocessing, or Ray (a cluster at RAY_ADDRESS, else a local one)",
+    )
     parser.add_argument("--workers", type=int, default=0, help="tasks at once (default: one per CPU)")
     return parser
 
@@ -138,8 +168,9 @@ def _classifier_train(args: argparse.Namespace) -> None:
 def _filter(args: argparse.Namespace) -> None:
     from gptlab.data.curate.stages import quality_filter
 
-    stats = quality_filter(args.input, args.output, args.model, _engine(args), args.alpha, args.seed, args.format,
-                           args.write_removed)
+    stats = quality_filter(
+        args.input, args.output, args.model, _engine(args), args.alpha, args.seed, args.format, args.write_removed
+    )
     _report(stats, args.output)
     print(f"  plot       {Path(args.output) / 'scores.png'}")
 
@@ -148,18 +179,34 @@ def _dedup(args: argparse.Namespace) -> None:
     from gptlab.data.curate.minhash import MinHashParams
     from gptlab.data.curate.stages import dedup
 
-    given = {k: v for k, v in (("shingle_size", args.shingle_size), ("bands", args.bands), ("rows", args.rows))
-             if v is not None}
+    given = {
+        k: v
+        for k, v in (("shingle_size", args.shingle_size), ("bands", args.bands), ("rows", args.rows))
+        if v is not None
+    }
     params = MinHashParams(**given, seed=args.seed)
-    _report(dedup(args.input, args.output, _engine(args), params, args.against, args.format, args.write_removed),
-            args.output)
+    _report(
+        dedup(args.input, args.output, _engine(args), params, args.against, args.format, args.write_removed),
+        args.output,
+    )
 
 
 def _decontaminate(args: argparse.Namespace) -> None:
     from gptlab.data.curate.stages import decontaminate
 
-    stats = decontaminate(args.input, args.output, args.benchmark, _engine(args), args.ngram, args.margin,
-                          args.min_piece, args.max_pieces, args.max_documents, args.format, args.write_removed)
+    stats = decontaminate(
+        args.input,
+        args.output,
+        args.benchmark,
+        _engine(args),
+        args.ngram,
+        args.margin,
+        args.min_piece,
+        args.max_pieces,
+        args.max_documents,
+        args.format,
+        args.write_removed,
+    )
     _report(stats, args.output)
 
 
@@ -197,8 +244,10 @@ def _mix_sources(args: argparse.Namespace, sources: dict[str, list[str]], weight
     stats = mix(sources, weights, args.tokenizer, args.output, _engine(args), tokens, args.seed, args.shard_tokens)
     _report(stats, args.output)
     for name, source in stats["sources"].items():
-        print(f"  {name:<10} weight {source['weight']:.3f}: {source['tokens_taken']:,} of "
-              f"{source['tokens_available']:,} tokens, {source['epochs']:.2f} epochs")
+        print(
+            f"  {name:<10} weight {source['weight']:.3f}: {source['tokens_taken']:,} of "
+            f"{source['tokens_available']:,} tokens, {source['epochs']:.2f} epochs"
+        )
     print(f"  shards     {stats['tokens_written']:,} tokens in {args.output}  ->  gptlab train --data {args.output}")
 
 
@@ -219,8 +268,10 @@ def _run_pipeline(args: argparse.Namespace) -> None:
     parser = build_parser()
     for number, stage in enumerate(stages, 1):
         if not (isinstance(stage, dict) and len(stage) == 1) or next(iter(stage)) not in STAGES[1:]:
-            raise GptlabError(f"{args.pipeline}: stage {number} must be one of {', '.join(STAGES[1:])} with its options")
-        (name, options), = stage.items()
+            raise GptlabError(
+                f"{args.pipeline}: stage {number} must be one of {', '.join(STAGES[1:])} with its options"
+            )
+        ((name, options),) = stage.items()
         argv = ["data", name, *_as_argv({**shared, **(options or {})})]
         print(f"[{number}/{len(stages)}] {name}")
         try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.errors import GptlabError
-from gptlab.files import read_text
+from gptlab.files import read_text, visible_files
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 _GLOB_CHARS = frozenset("*?[")
@@ -68,22 +68,14 @@ def _expand(given: str | os.PathLike) -> tuple[list[Path], bool]:
     if path.is_file():
         return [path], True
     if path.is_dir():
-        return _walk(path), False
+        return visible_files(path), False
     if _GLOB_CHARS.intersection(str(given)):
         matches = [Path(m) for m in sorted(glob.glob(str(given), recursive=True))]
-        files = [f for m in matches for f in (_walk(m) if m.is_dir() else [m]) if f.is_file()]
+        files = [f for m in matches for f in (visible_files(m) if m.is_dir() else [m]) if f.is_file()]
         if not files:
             raise GptlabError(f"no files match {given}")
         return files, False
     raise GptlabError(f"no such file or directory: {given}")
-
-
-def _walk(directory: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in directory.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
-    )
 
 
 def _utf8_or_none(path: Path) -> str | None:

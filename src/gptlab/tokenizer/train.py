@@ -16,6 +16,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models, pre_tokenizers, trainers
 
 from gptlab.errors import GptlabError
+from gptlab.files import expand_paths
 from gptlab.tokenizer.bpe import EOT, Tokenizer
 from gptlab.tokenizer.byte_unicode import BYTE_ORDER, BYTE_TO_UNICODE
 
@@ -83,25 +84,9 @@ def train_tokenizer_on_texts(
 
 
 def _collect_files(files: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand directories to the regular files under them, minus hidden ones (.git, .DS_Store)."""
     if isinstance(files, (str, os.PathLike)):
         files = [files]
-    paths: list[Path] = []
-    for path in map(Path, files):
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            if not found:
-                raise GptlabError(f"no training files in directory {path}")
-            paths += found
-        elif path.is_file():
-            paths.append(path)
-        else:
-            raise GptlabError(f"training file not found: {path}")
+    paths = expand_paths(files, "training")
     if not paths:
         raise GptlabError("no training files given")
     return paths

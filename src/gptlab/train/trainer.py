@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -205,7 +206,7 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
     tokens_seen = seq_len * sum(batch_size_at(s, config, micro * runtime.world_size) for s in range(step))
     window_tokens, window_start = 0, time.perf_counter()
     plotted_at = window_start
-    plot_title = f"{config.model} on {', '.join(map(str, config.data))}"[:90]
+    plot_title = f"{config.model} on {_data_label(config.data)}"[:90]
     while step < config.max_steps:
         lr = lr_at(step, config, peak)
         for group in optimizer.param_groups:
@@ -293,6 +294,13 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
         metrics.close()
     runtime.barrier()
     return TrainResult(out, final, step, last_val and last_val[0], last_val and last_val[1], samples)
+
+
+def _data_label(paths: list[str]) -> str:
+    """What a plot title calls the data: the path, or how many paths and the folder they share."""
+    if len(paths) <= 2:
+        return ", ".join(paths)
+    return f"{len(paths)} inputs under {os.path.commonpath([os.path.abspath(p) for p in paths])}"
 
 
 def _forward(forward, x: torch.Tensor) -> torch.Tensor:

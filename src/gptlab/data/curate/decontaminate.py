@@ -14,6 +14,7 @@ with probability about 2^-64.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -147,5 +148,6 @@ def _ngram_hashes(text: str, n: int) -> tuple[np.ndarray, list[re.Match[str]]]:
     return hashes, words
 
 
+@functools.lru_cache(maxsize=1 << 20)  # word frequencies are Zipfian: most lookups hit
 def _word_hash(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")

@@ -9,7 +9,6 @@ leaves a half-written shard under its final name.
 
 from __future__ import annotations
 
-import glob
 import gzip
 import io
 import json
@@ -22,6 +21,7 @@ from datatrove.data import Document
 
 from gptlab import atomic
 from gptlab.errors import GptlabError
+from gptlab.files import expand_paths
 
 JSONL = (".jsonl", ".jsonl.gz", ".json.gz")
 PARQUET = (".parquet",)
@@ -33,29 +33,15 @@ Malformed = Callable[[str, "int | None", str], None]
 
 
 def expand_inputs(specs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files named, files under folders (recursively, hidden ones skipped) and glob matches, sorted."""
+    """Files named, files under folders (hidden ones skipped) and glob matches; of a folder that
+    another stage wrote, only its document shards (not removed/, malformed/ or stats.json)."""
     files: list[Path] = []
-    for spec in map(str, specs):
+    for spec in specs:
         path = Path(spec)
-        if any(ch in spec for ch in "*?["):
-            matches = [Path(p) for p in sorted(glob.glob(spec, recursive=True)) if Path(p).is_file()]
-            if not matches:
-                raise GptlabError(f"no input files match {spec}")
-            files += matches
-        elif (path / STAGE_STATS).is_file() and (path / ".work").is_dir():  # another stage's output: its shards
+        if (path / STAGE_STATS).is_file() and (path / ".work").is_dir():
             files += sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(JSONL + PARQUET))
-        elif path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            if not found:
-                raise GptlabError(f"no input files in folder {path}")
-            files += found
-        elif path.is_file():
-            files.append(path)
         else:
-            raise GptlabError(f"input not found: {path}")
+            files += expand_paths([spec], "input")
     return files
 
 
@@ -167,4 +153,5 @@ def encode_records(records: list[dict[str, Any]], fmt: str) -> bytes:
         return buffer.getvalue()
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
     # mtime=0: the same documents give the same bytes, so a resumed run's output equals an uninterrupted one's
-    return gzip.compress(data, mtime=0) if fmt == "jsonl.gz" else data
+    # level 6 (gzip's own default): 1.3x faster than Python's 9 for a percent or two of size
+    return gzip.compress(data, compresslevel=6, mtime=0) if fmt == "jsonl.gz" else data

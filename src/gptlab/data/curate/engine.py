@@ -89,8 +89,8 @@ class Workspace:
             make(path)
         return path
 
-    def finish(self, stage: str) -> dict[str, Any]:
-        """Sum the tasks' counters into stats.json and return them."""
+    def finish(self, stage: str, **extra: Any) -> dict[str, Any]:
+        """Sum the tasks' counters, add `extra`, and write them to stats.json."""
         totals: Counter[str] = Counter()
         removed: Counter[str] = Counter()
         for path in sorted(self.work.rglob("counts/*.json")):
@@ -99,7 +99,12 @@ class Workspace:
             counts = read_json(path)
             removed.update(counts.pop("removed_by_reason", {}))
             totals.update(counts)
-        stats = {"stage": stage, **dict(sorted(totals.items())), "removed_by_reason": dict(removed.most_common())}
+        stats = {
+            "stage": stage,
+            **dict(sorted(totals.items())),
+            "removed_by_reason": dict(removed.most_common()),
+            **extra,
+        }
         atomic.write_text(self.output / "stats.json", json.dumps(stats, indent=2) + "\n")
         return stats
 
@@ -220,7 +225,15 @@ def summary(stats: dict[str, Any]) -> str:
     if stats.get("malformed"):
         lines.append(f"  malformed  {stats['malformed']:,} input records skipped (listed in malformed/)")
     for key, value in stats.items():
-        if key not in {"stage", "documents_in", "documents_out", "bytes_in", "bytes_out", "removed_by_reason",
-                       "malformed", "documents_removed"}:
+        if key not in {
+            "stage",
+            "documents_in",
+            "documents_out",
+            "bytes_in",
+            "bytes_out",
+            "removed_by_reason",
+            "malformed",
+            "documents_removed",
+        }:
             lines.append(f"  {key:<10} {value:,}" if isinstance(value, (int, float)) else f"  {key}: {value}")
     return "\n".join(lines)

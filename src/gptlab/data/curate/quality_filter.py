@@ -98,7 +98,9 @@ def plot_scores(
     ax.set_xlim(0.0, 1.0)
     curve = ax.twinx()
     grid = np.linspace(0.0, 1.0, 201)
-    curve.plot(grid, keep_probability(grid, alpha), color="tab:red", linewidth=2, label=f"keep probability (α={alpha:g})")
+    curve.plot(
+        grid, keep_probability(grid, alpha), color="tab:red", linewidth=2, label=f"keep probability (α={alpha:g})"
+    )
     curve.set_ylabel("keep probability")
     curve.set_ylim(0.0, 1.05)
     handles, labels = ax.get_legend_handles_labels()

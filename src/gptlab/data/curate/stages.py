@@ -8,7 +8,6 @@ pieces becomes `id#0`, `id#1`, ... .
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections import Counter
@@ -85,24 +84,38 @@ class ScoreAndKeep(PipelineStep):
 
 
 def quality_filter(
-    inputs: Sequence[str], output: str, model: str, engine: Engine, alpha: float = 9.0, seed: int = 0,
-    fmt: str = "jsonl.gz", removed_text: bool = False,
+    inputs: Sequence[str],
+    output: str,
+    model: str,
+    engine: Engine,
+    alpha: float = 9.0,
+    seed: int = 0,
+    fmt: str = "jsonl.gz",
+    removed_text: bool = False,
 ) -> dict[str, Any]:
     from gptlab.data.curate.classifier import QualityClassifier
 
     files = _files(inputs)
     QualityClassifier.load(model)  # a bad model path fails here, once, not in every task
-    ws = Workspace(output, _settings("filter", files, model=str(Path(model).resolve()), alpha=alpha, seed=seed, fmt=fmt))
+    ws = Workspace(
+        output, _settings("filter", files, model=str(Path(model).resolve()), alpha=alpha, seed=seed, fmt=fmt)
+    )
     work = str(ws.work)
-    ws.run("filter", [ReadInputs(files, work, str(ws.malformed)), ScoreAndKeep(model, alpha, seed, work),
-                      WriteOutputs(output, fmt, work, removed_text)], len(files), engine)
+    ws.run(
+        "filter",
+        [
+            ReadInputs(files, work, str(ws.malformed)),
+            ScoreAndKeep(model, alpha, seed, work),
+            WriteOutputs(output, fmt, work, removed_text),
+        ],
+        len(files),
+        engine,
+    )
     parts = [np.load(p) for p in sorted((ws.work / "scores").glob("*.npz"))]
     scores = np.concatenate([p["scores"] for p in parts])
     kept = np.concatenate([p["kept"] for p in parts])
     plot_scores(scores, kept, Path(output) / "scores.png", alpha)
-    stats = ws.finish("filter")
-    stats["mean_score"] = round(float(scores.mean()), 4) if len(scores) else None
-    return stats
+    return ws.finish("filter", mean_score=round(float(scores.mean()), 4) if len(scores) else None)
 
 
 # --- fuzzy deduplication ------------------------------------------------------------------------------
@@ -123,8 +136,11 @@ class Sign(PipelineStep):
             ids += [d.id for d in batch]
             sigs.append(signatures([d.text for d in batch], self.params))
         empty = np.empty((0, self.params.num_perm), np.uint32)
-        _save_npz(Path(self.into) / f"{rank:05d}.npz", ids=np.array(ids, dtype=str),
-                  sigs=np.concatenate(sigs) if sigs else empty)
+        _save_npz(
+            Path(self.into) / f"{rank:05d}.npz",
+            ids=np.array(ids, dtype=str),
+            sigs=np.concatenate(sigs) if sigs else empty,
+        )
         yield from ()
 
 
@@ -139,7 +155,8 @@ class DropDuplicates(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         decided = np.load(Path(self.decisions) / f"{rank:05d}.npz")
-        for document, reason, cluster in zip(data, decided["reason"].tolist(), decided["cluster"].tolist()):
+        reasons, clusters = decided["reason"].tolist(), decided["cluster"].tolist()
+        for document, reason, cluster in zip(data, reasons, clusters, strict=True):
             if reason:
                 document.metadata[REMOVED] = reason
                 document.metadata["duplicate_cluster"] = cluster
@@ -147,19 +164,36 @@ class DropDuplicates(PipelineStep):
 
 
 def dedup(
-    inputs: Sequence[str], output: str, engine: Engine, params: MinHashParams = MinHashParams(),
-    against: Sequence[str] = (), fmt: str = "jsonl.gz", removed_text: bool = False,
+    inputs: Sequence[str],
+    output: str,
+    engine: Engine,
+    params: MinHashParams = MinHashParams(),
+    against: Sequence[str] = (),
+    fmt: str = "jsonl.gz",
+    removed_text: bool = False,
 ) -> dict[str, Any]:
     """Within `inputs`, keep the first document of each near-duplicate cluster; drop those that
     near-duplicate any document of `against` (GPT-3 removed WebText duplicates from Common Crawl)."""
     files, reference = _files(inputs), _files(against) if against else []
     ws = Workspace(output, _settings("dedup", files, against=reference, minhash=params.__dict__, fmt=fmt))
     work = str(ws.work)
-    ws.run("sign", [ReadInputs(files, work, str(ws.malformed)), Sign(params, str(ws.work / "signatures"))], len(files), engine)
+    ws.run(
+        "sign",
+        [ReadInputs(files, work, str(ws.malformed)), Sign(params, str(ws.work / "signatures"))],
+        len(files),
+        engine,
+    )
     if reference:
         ref_work = str(ws.work / "reference")
-        ws.run("sign-reference", [ReadInputs(reference, ref_work, str(ws.malformed / "reference")), Sign(params, str(ws.work / "reference-signatures"))],
-               len(reference), engine)
+        ws.run(
+            "sign-reference",
+            [
+                ReadInputs(reference, ref_work, str(ws.malformed / "reference")),
+                Sign(params, str(ws.work / "reference-signatures")),
+            ],
+            len(reference),
+            engine,
+        )
 
     def cluster(into: Path) -> None:
         parts = [np.load(ws.work / "signatures" / f"{rank:05d}.npz") for rank in range(len(files))]
@@ -181,14 +215,25 @@ def dedup(
         shutil.rmtree(staging, ignore_errors=True)
         for rank, part in enumerate(parts):
             end = start + len(part["ids"])
-            _save_npz(staging / f"{rank:05d}.npz", reason=reasons[start:end].astype(str),
-                      cluster=cluster_of[start:end].astype(str))
+            _save_npz(
+                staging / f"{rank:05d}.npz",
+                reason=reasons[start:end].astype(str),
+                cluster=cluster_of[start:end].astype(str),
+            )
             start = end
         os.replace(staging, into)
 
     decisions = ws.once("decisions", cluster)
-    ws.run("write", [ReadInputs(files, work, str(ws.malformed)), DropDuplicates(str(decisions)), WriteOutputs(output, fmt, work, removed_text)],
-           len(files), engine)
+    ws.run(
+        "write",
+        [
+            ReadInputs(files, work, str(ws.malformed)),
+            DropDuplicates(str(decisions)),
+            WriteOutputs(output, fmt, work, removed_text),
+        ],
+        len(files),
+        engine,
+    )
     return ws.finish("dedup")
 
 
@@ -196,7 +241,7 @@ def dedup(
 
 
 class CountCollisions(PipelineStep):
-    """How many of this task's documents contain each benchmark n-gram."""
+    """How many of this task's documents contain each benchmark n-gram, and which documents do."""
 
     name, type = "count benchmark n-grams", "Decontamination"
 
@@ -207,10 +252,17 @@ class CountCollisions(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         ngrams = frozenset(np.load(self.ngrams).tolist())
         counts: Counter[int] = Counter()
+        hits = []
         for document in data or ():
-            counts.update(decon.colliding_ngrams(document.text, ngrams, self.n))
-        keys = np.array(list(counts), dtype=np.uint64)
-        _save_npz(Path(self.into) / f"{rank:05d}.npz", ngrams=keys, documents=np.array([counts[k] for k in counts.keys()]))
+            found = decon.colliding_ngrams(document.text, ngrams, self.n)
+            counts.update(found)
+            hits.append(bool(found))
+        _save_npz(
+            Path(self.into) / f"{rank:05d}.npz",
+            ngrams=np.array(list(counts), dtype=np.uint64),
+            documents=np.array(list(counts.values()), dtype=np.int64),
+            hits=np.array(hits, dtype=bool),
+        )
         yield from ()
 
 
@@ -219,18 +271,26 @@ class Decontaminate(PipelineStep):
 
     name, type = "decontaminate", "Decontamination"
 
-    def __init__(self, ngrams: str, ignore: str, n: int, margin: int, min_piece: int, max_pieces: int, work: str):
+    def __init__(
+        self, ngrams: str, ignore: str, collisions: str, n: int, margin: int, min_piece: int, max_pieces: int, work: str
+    ):
         super().__init__()
-        self.ngrams, self.ignore, self.n, self.work = ngrams, ignore, n, work
+        self.ngrams, self.ignore, self.collisions, self.n, self.work = ngrams, ignore, collisions, n, work
         self.margin, self.min_piece, self.max_pieces = margin, min_piece, max_pieces
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         ngrams = frozenset(np.load(self.ngrams).tolist())
         ignore = frozenset(np.load(self.ignore).tolist())
+        hits = np.load(Path(self.collisions) / f"{rank:05d}.npz")["hits"].tolist()
         counts: Counter[str] = Counter()
-        for document in data or ():
-            pieces, report = decon.decontaminate(document.text, ngrams, self.n, self.margin, self.min_piece,
-                                                 self.max_pieces, ignore)
+        for document, hit in zip(data or (), hits, strict=True):
+            if not hit:  # the counting pass found no benchmark n-gram in it: nothing to cut
+                counts["decontaminate_clean"] += 1
+                yield document
+                continue
+            pieces, report = decon.decontaminate(
+                document.text, ngrams, self.n, self.margin, self.min_piece, self.max_pieces, ignore
+            )
             counts[f"decontaminate_{report['reason']}"] += 1
             counts["collisions"] += int(report["collisions"])
             counts["chars_removed"] += int(report["chars_removed"])
@@ -241,20 +301,43 @@ class Decontaminate(PipelineStep):
                 yield document
             else:
                 for k, piece in enumerate(pieces):
-                    yield Document(text=piece, id=f"{document.id}#{k}",
-                                   metadata={**document.metadata, "decontaminated_from": document.id})
+                    yield Document(
+                        text=piece,
+                        id=f"{document.id}#{k}",
+                        metadata={**document.metadata, "decontaminated_from": document.id},
+                    )
         write_counts(self.work, f"{rank:05d}.decontaminate", counts)
 
 
 def decontaminate(
-    inputs: Sequence[str], output: str, benchmarks: Sequence[str], engine: Engine, n: int = 13, margin: int = 200,
-    min_piece: int = 200, max_pieces: int = 10, max_documents: int = 10, fmt: str = "jsonl.gz",
+    inputs: Sequence[str],
+    output: str,
+    benchmarks: Sequence[str],
+    engine: Engine,
+    n: int = 13,
+    margin: int = 200,
+    min_piece: int = 200,
+    max_pieces: int = 10,
+    max_documents: int = 10,
+    fmt: str = "jsonl.gz",
     removed_text: bool = False,
 ) -> dict[str, Any]:
     """`max_documents`: n-grams found in more documents than this are common phrases, not leaks."""
     files, bench_files = _files(inputs), _files(benchmarks)
-    ws = Workspace(output, _settings("decontaminate", files, benchmarks=bench_files, n=n, margin=margin,
-                                     min_piece=min_piece, max_pieces=max_pieces, max_documents=max_documents, fmt=fmt))
+    ws = Workspace(
+        output,
+        _settings(
+            "decontaminate",
+            files,
+            benchmarks=bench_files,
+            n=n,
+            margin=margin,
+            min_piece=min_piece,
+            max_pieces=max_pieces,
+            max_documents=max_documents,
+            fmt=fmt,
+        ),
+    )
     work = str(ws.work)
 
     def benchmark_ngrams(into: Path) -> None:
@@ -265,8 +348,12 @@ def decontaminate(
         _save_npy(into, np.array(sorted(decon.benchmark_ngrams(texts, n)), dtype=np.uint64))
 
     ngrams = ws.once("benchmark-ngrams.npy", benchmark_ngrams)
-    ws.run("count", [ReadInputs(files, work, str(ws.malformed)), CountCollisions(str(ngrams), n, str(ws.work / "collisions"))],
-           len(files), engine)
+    ws.run(
+        "count",
+        [ReadInputs(files, work, str(ws.malformed)), CountCollisions(str(ngrams), n, str(ws.work / "collisions"))],
+        len(files),
+        engine,
+    )
 
     def frequent(into: Path) -> None:
         total: Counter[int] = Counter()
@@ -276,12 +363,16 @@ def decontaminate(
         _save_npy(into, np.array(sorted(k for k, c in total.items() if c > max_documents), dtype=np.uint64))
 
     ignore = ws.once("frequent-ngrams.npy", frequent)
-    step = Decontaminate(str(ngrams), str(ignore), n, margin, min_piece, max_pieces, work)
-    ws.run("write", [ReadInputs(files, work, str(ws.malformed)), step, WriteOutputs(output, fmt, work, removed_text)], len(files), engine)
-    stats = ws.finish("decontaminate")
-    stats["benchmark_ngrams"] = int(len(np.load(ngrams)))
-    stats["ngrams_ignored_as_common"] = int(len(np.load(ignore)))
-    return stats
+    step = Decontaminate(str(ngrams), str(ignore), str(ws.work / "collisions"), n, margin, min_piece, max_pieces, work)
+    ws.run(
+        "write",
+        [ReadInputs(files, work, str(ws.malformed)), step, WriteOutputs(output, fmt, work, removed_text)],
+        len(files),
+        engine,
+    )
+    return ws.finish(
+        "decontaminate", benchmark_ngrams=len(np.load(ngrams)), ngrams_ignored_as_common=len(np.load(ignore))
+    )
 
 
 # --- mixture and token shards ------------------------------------------------------------------------------
@@ -303,16 +394,27 @@ class Tokenize(PipelineStep):
         dtype = token_dtype(tokenizer.vocab_size)
         arrays = []
         for batch in _batches(data):
-            arrays += [np.array(ids + [tokenizer.eot_id], dtype) for ids in tokenizer.encode_batch([d.text for d in batch])]
+            arrays += [
+                np.array(ids + [tokenizer.eot_id], dtype) for ids in tokenizer.encode_batch([d.text for d in batch])
+            ]
         ends = np.cumsum([len(a) for a in arrays], dtype=np.int64)
-        _save_npz(Path(self.into) / f"{rank:05d}.npz", tokens=np.concatenate(arrays) if arrays else np.empty(0, dtype),
-                  ends=ends)
+        _save_npz(
+            Path(self.into) / f"{rank:05d}.npz",
+            tokens=np.concatenate(arrays) if arrays else np.empty(0, dtype),
+            ends=ends,
+        )
         yield from ()
 
 
 def mix(
-    sources: dict[str, Sequence[str]], weights: dict[str, float], tokenizer: str, output: str, engine: Engine,
-    tokens: int | None = None, seed: int = 0, shard_tokens: int = 100_000_000,
+    sources: dict[str, Sequence[str]],
+    weights: dict[str, float],
+    tokenizer: str,
+    output: str,
+    engine: Engine,
+    tokens: int | None = None,
+    seed: int = 0,
+    shard_tokens: int = 100_000_000,
 ) -> dict[str, Any]:
     """Sample documents from each source in proportion to its weight (not its size), repeating a
     source for as many epochs as `tokens` needs, and write them, interleaved, as token shards.
@@ -331,12 +433,29 @@ def mix(
     files = {name: _files(paths) for name, paths in sources.items()}
     total_weight = sum(weights.values())
     share = {name: weights[name] / total_weight for name in sources}
-    ws = Workspace(output, _settings("mix", sorted(f for fs in files.values() for f in fs), sources=files,
-                                     weights=share, tokenizer=str(Path(tokenizer).resolve()), tokens=tokens, seed=seed))
+    ws = Workspace(
+        output,
+        _settings(
+            "mix",
+            sorted(f for fs in files.values() for f in fs),
+            sources=files,
+            weights=share,
+            tokenizer=str(Path(tokenizer).resolve()),
+            tokens=tokens,
+            seed=seed,
+        ),
+    )
     for name, source_files in files.items():
         work = str(ws.work / "sources" / name)
-        ws.run(f"tokenize-{name}", [ReadInputs(source_files, work, str(ws.malformed / name)), Tokenize(tokenizer, str(ws.work / "tokens" / name))],
-               len(source_files), engine)
+        ws.run(
+            f"tokenize-{name}",
+            [
+                ReadInputs(source_files, work, str(ws.malformed / name)),
+                Tokenize(tokenizer, str(ws.work / "tokens" / name)),
+            ],
+            len(source_files),
+            engine,
+        )
     documents = {name: _documents(ws.work / "tokens" / name, len(fs)) for name, fs in files.items()}
     available = {name: int(sum(len(d) for d in docs)) for name, docs in documents.items()}
     if not all(available.values()):
@@ -345,19 +464,20 @@ def mix(
     rng = np.random.default_rng(seed)
     chosen = {name: _take(documents[name], share[name] * budget, rng) for name in sources}
     order = _interleave({name: len(docs) for name, docs in chosen.items()}, rng)
-    written = write_shards(output, (chosen[name][i] for name, i in order), tok.vocab_size, tok.eot_id, shard_tokens,
-                           tokenizer="tokenizer")
+    written = write_shards(
+        output, (chosen[name][i] for name, i in order), tok.vocab_size, tok.eot_id, shard_tokens, tokenizer="tokenizer"
+    )
     tok.save(Path(output) / "tokenizer")
     report = {
-        name: {"weight": round(share[name], 4), "tokens_available": available[name],
-               "tokens_taken": int(sum(len(d) for d in chosen[name])),
-               "epochs": round(sum(len(d) for d in chosen[name]) / available[name], 3)}
+        name: {
+            "weight": round(share[name], 4),
+            "tokens_available": available[name],
+            "tokens_taken": int(sum(len(d) for d in chosen[name])),
+            "epochs": round(sum(len(d) for d in chosen[name]) / available[name], 3),
+        }
         for name in sources
     }
-    stats = ws.finish("mix")
-    stats.update(tokens_written=written, token_budget=budget, sources=report)
-    atomic.write_text(Path(output) / "stats.json", json.dumps(stats, indent=2) + "\n")
-    return stats
+    return ws.finish("mix", tokens_written=written, token_budget=budget, sources=report)
 
 
 def _documents(directory: Path, tasks: int) -> list[np.ndarray]:
