@@ -232,17 +232,21 @@ def test_pipeline_yaml_runs_the_stages_in_order(tmp_path, raw, small_tokenizer):
     folder, copies = raw
     small_tokenizer.save(tmp_path / "tokenizer")
     (tmp_path / "bench.txt").write_text("nothing in this benchmark occurs in the corpus at all, not one thirteen gram")
+    (tmp_path / "spam.jsonl").write_text("".join(
+        json.dumps({"text": f"buy cheap pills now {i} click here free casino win " * 20}) + "\n" for i in range(30)))
     (tmp_path / "pipeline.yaml").write_text(f"""
 executor: local
 workers: 2
 stages:
+  - classifier: {{positive: [{folder}], negative: [{tmp_path / 'spam.jsonl'}], output: {tmp_path / 'clf'}}}
+  - filter: {{input: [{folder}], output: {tmp_path / 'filtered'}, model: {tmp_path / 'clf'}}}
   - dedup: {{input: [{folder}], output: {tmp_path / 'dedup'}}}
   - decontaminate: {{input: [{tmp_path / 'dedup'}], output: {tmp_path / 'clean'}, benchmark: [{tmp_path / 'bench.txt'}]}}
   - tokenize: {{input: [{tmp_path / 'clean'}], output: {tmp_path / 'shards'}, tokenizer: {tmp_path / 'tokenizer'}}}
 """)
     result = data_cli("run", tmp_path / "pipeline.yaml")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "[3/3] tokenize" in result.stdout
+    assert "[5/5] tokenize" in result.stdout and (tmp_path / "filtered" / "scores.png").is_file()
     assert len(records(tmp_path / "clean")) == 600
     shards = np.concatenate([np.fromfile(p, np.uint16) for p in sorted((tmp_path / "shards").glob("*.bin"))])
     assert int((shards == small_tokenizer.eot_id).sum()) == 600

@@ -267,12 +267,13 @@ def _run_pipeline(args: argparse.Namespace) -> None:
     shared = {k: spec[k] for k in ("executor", "workers") if k in spec}
     parser = build_parser()
     for number, stage in enumerate(stages, 1):
-        if not (isinstance(stage, dict) and len(stage) == 1) or next(iter(stage)) not in STAGES[1:]:
-            raise GptlabError(
-                f"{args.pipeline}: stage {number} must be one of {', '.join(STAGES[1:])} with its options"
-            )
+        if not (isinstance(stage, dict) and len(stage) == 1) or next(iter(stage)) not in STAGES:
+            raise GptlabError(f"{args.pipeline}: stage {number} must be one of {', '.join(STAGES)} with its options")
         ((name, options),) = stage.items()
-        argv = ["data", name, *_as_argv({**shared, **(options or {})})]
+        if name == "classifier":  # trained in one process: no executor options
+            argv = ["data", "classifier", "train", *_as_argv(options or {})]
+        else:
+            argv = ["data", name, *_as_argv({**shared, **(options or {})})]
         print(f"[{number}/{len(stages)}] {name}")
         try:
             stage_args = parser.parse_args(argv)
