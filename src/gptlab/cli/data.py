@@ -208,6 +208,8 @@ def _decontaminate(args: argparse.Namespace) -> None:
         args.write_removed,
     )
     _report(stats, args.output)
+    if not stats["benchmark_ngrams"]:
+        print(f"warning: the benchmark files hold no {args.ngram}-word text, so nothing was removed", file=sys.stderr)
 
 
 def _named(items: list[str], what: str) -> list[tuple[str, str]]:
