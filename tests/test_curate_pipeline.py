@@ -137,6 +137,47 @@ def test_sigkill_mid_stage_then_rerun_equals_an_uninterrupted_run(tmp_path, raw)
     assert snapshot(out) == snapshot(reference)
 
 
+def test_a_pipeline_killed_at_random_moments_still_ends_as_an_uninterrupted_one(tmp_path, raw, small_tokenizer):
+    """SIGKILL the whole `data run` process group at random moments, rerun until it finishes."""
+    folder, _ = raw
+    small_tokenizer.save(tmp_path / "tokenizer")
+    benchmark = json.loads((folder / "part-1.jsonl").read_bytes().splitlines()[0])["text"][100:900]
+    (tmp_path / "bench.jsonl").write_text(json.dumps({"text": benchmark}) + "\n")
+
+    def pipeline(root: Path) -> Path:
+        path = root / "pipeline.yaml"
+        root.mkdir()
+        path.write_text(f"""
+workers: 2
+stages:
+  - dedup: {{input: [{folder}], output: {root / 'dedup'}}}
+  - decontaminate: {{input: [{root / 'dedup'}], output: {root / 'clean'}, benchmark: [{tmp_path / 'bench.jsonl'}]}}
+  - mix: {{input: {{a: {root / 'clean'}, b: {folder / 'part-0.jsonl'}}}, weight: {{a: 3, b: 1}}, tokenizer: {tmp_path / 'tokenizer'}, output: {root / 'shards'}, shard_tokens: 50000}}
+""")
+        return path
+
+    reference = tmp_path / "reference"
+    assert data_cli("run", pipeline(reference)).returncode == 0
+    killed = tmp_path / "killed"
+    spec = pipeline(killed)
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(30):  # each attempt gets further, since finished work is kept
+        process = subprocess.Popen([sys.executable, "-m", "gptlab", "data", "run", str(spec)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(0.5, 3.0))
+        if process.poll() is not None:
+            break
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        kills += 1
+    assert kills >= 2
+    result = data_cli("run", spec)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for stage in ("dedup", "clean", "shards"):
+        assert snapshot(killed / stage) == snapshot(reference / stage), stage
+
+
 def test_ray_executor_gives_the_local_output(tmp_path, raw):
     pytest.importorskip("ray")
     folder, _ = raw
