@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,16 +135,19 @@ def _token_options(parser: argparse.ArgumentParser) -> None:
 def _engine(args: argparse.Namespace):
     from gptlab.data.curate.engine import Engine
 
+    args.started = time.perf_counter()  # the stage's clock, for its summary
     if args.workers < 0:
         raise GptlabError(f"--workers must be 0 (one per CPU) or more, got {args.workers}")
     return Engine(args.executor, args.workers)
 
 
-def _report(stats: dict[str, Any], output: str | Path) -> None:
+def _report(stats: dict[str, Any], args: argparse.Namespace) -> None:
     from gptlab.data.curate.engine import summary
 
     print(summary(stats))
-    print(f"  stats      {Path(output) / 'stats.json'}")
+    seconds = time.perf_counter() - args.started
+    print(f"  time       {seconds:,.1f} s ({stats.get('bytes_in', 0) / 1e6 / seconds:,.2f} MB/s of input text)")
+    print(f"  stats      {Path(args.output) / 'stats.json'}")
 
 
 def _classifier_train(args: argparse.Namespace) -> None:
@@ -171,7 +175,7 @@ def _filter(args: argparse.Namespace) -> None:
     stats = quality_filter(
         args.input, args.output, args.model, _engine(args), args.alpha, args.seed, args.format, args.write_removed
     )
-    _report(stats, args.output)
+    _report(stats, args)
     print(f"  plot       {Path(args.output) / 'scores.png'}")
 
 
@@ -185,10 +189,8 @@ def _dedup(args: argparse.Namespace) -> None:
         if v is not None
     }
     params = MinHashParams(**given, seed=args.seed)
-    _report(
-        dedup(args.input, args.output, _engine(args), params, args.against, args.format, args.write_removed),
-        args.output,
-    )
+    engine = _engine(args)
+    _report(dedup(args.input, args.output, engine, params, args.against, args.format, args.write_removed), args)
 
 
 def _decontaminate(args: argparse.Namespace) -> None:
@@ -207,7 +209,7 @@ def _decontaminate(args: argparse.Namespace) -> None:
         args.format,
         args.write_removed,
     )
-    _report(stats, args.output)
+    _report(stats, args)
     if not stats["benchmark_ngrams"]:
         print(f"warning: the benchmark files hold no {args.ngram}-word text, so nothing was removed", file=sys.stderr)
 
@@ -244,7 +246,7 @@ def _mix_sources(args: argparse.Namespace, sources: dict[str, list[str]], weight
 
     tokens = None if args.tokens is None else int(args.tokens)
     stats = mix(sources, weights, args.tokenizer, args.output, _engine(args), tokens, args.seed, args.shard_tokens)
-    _report(stats, args.output)
+    _report(stats, args)
     for name, source in stats["sources"].items():
         print(
             f"  {name:<10} weight {source['weight']:.3f}: {source['tokens_taken']:,} of "

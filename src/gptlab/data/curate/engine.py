@@ -110,8 +110,10 @@ class Workspace:
 
 
 def _start_ray() -> None:
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise GptlabError("--executor ray needs Ray: pip install 'gptlab[ray]' (or pip install ray)") from None
     if not ray.is_initialized():
         # joins the cluster in RAY_ADDRESS when one is set, else starts a local one
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, include_dashboard=False)
