@@ -315,3 +315,75 @@ def test_changed_settings_do_not_mix_into_an_existing_output(tmp_path, raw):
     assert data_cli("dedup", "--input", folder, "--output", out).returncode == 0
     result = data_cli("dedup", "--input", folder, "--output", out, "--shingle-size", 3)
     assert result.returncode == 1 and "other settings" in result.stderr
+
+
+def test_sharded_clustering_equals_lsh_clusters_and_match_reference_in_memory(tmp_path):
+    """Buckets split over input shards and key partitions, linked per partition and joined by one
+    union-find, remove exactly what lsh_clusters and match_reference find on all signatures at once:
+    chains of near-duplicates spread over the shards (clusters whose first document lies in another
+    shard), reference copies matching several reference documents (the smallest wins), empty texts."""
+    from gptlab.data.curate.engine import Engine
+    from gptlab.data.curate.minhash import MinHashParams, lsh_clusters, match_reference, signatures
+    from gptlab.data.curate.stages import dedup
+    from gptlab.errors import GptlabError
+
+    rng = np.random.default_rng(0)
+    vocabulary = np.array([f"w{i}" for i in range(5000)])
+
+    def edit(words: np.ndarray, share: float) -> np.ndarray:
+        words = words.copy()
+        changed = rng.random(len(words)) < share
+        words[changed] = vocabulary[rng.integers(len(vocabulary), size=int(changed.sum()))]
+        return words
+
+    texts = []
+    for _ in range(150):  # chains: each link edits 3% of the previous one, so its ends may differ a lot
+        words = vocabulary[rng.integers(len(vocabulary), size=150)]
+        for _ in range(rng.integers(2, 8)):
+            texts.append(" ".join(words))
+            words = edit(words, 0.03)
+    texts += [" ".join(vocabulary[rng.integers(len(vocabulary), size=150)]) for _ in range(300)]
+    texts += ["", "?!", "..."] * 4  # no words: they match nothing, not even each other
+    texts = [texts[i] for i in rng.permutation(len(texts))]
+    ids = [f"doc{i}" for i in range(len(texts))]
+    reference = [" ".join(edit(np.array(texts[i].split()), 0.02)) for i in rng.choice(len(texts), 60) if texts[i]]
+    reference += reference[:20] + [" ".join(vocabulary[rng.integers(len(vocabulary), size=150)]) for _ in range(50)]
+    reference_ids = [f"ref{i}" for i in range(len(reference))]
+
+    def write(folder: Path, names: list[str], docs: list[str], cuts: list[int]) -> list[Path]:
+        folder.mkdir()
+        paths = []
+        for k, (lo, hi) in enumerate(zip([0, *cuts], [*cuts, len(docs)])):
+            lines = [json.dumps({"id": n, "text": t}) + "\n" for n, t in zip(names[lo:hi], docs[lo:hi])]
+            paths.append(folder / f"{k:02d}.jsonl")
+            paths[-1].write_text("".join(lines))
+        return paths
+
+    inputs = write(tmp_path / "in", ids, texts, [100, 101, 101, 400, 650])  # one empty shard, one of one document
+    against = write(tmp_path / "against", reference_ids, reference, [45])
+
+    params = MinHashParams()
+    sigs = signatures(texts, params)
+    clusters = lsh_clusters(sigs, params)
+    match = match_reference(sigs, signatures(reference, params), params)
+    linked = [(i, c) for i, c in enumerate(clusters) if c != i]
+    expected = {ids[i]: ["duplicate: near-duplicate within the input", ids[c]] for i, c in linked}
+    expected |= {ids[i]: ["duplicate: near-duplicate of the reference set", f"reference:{reference_ids[m]}"]
+                 for i, m in enumerate(match) if m >= 0}  # a reference match outranks a cluster
+    shard_of = {json.loads(line)["id"]: k for k, path in enumerate(inputs) for line in path.read_text().splitlines()}
+    bands = sigs.reshape(len(sigs), params.bands, params.rows)
+    assert sum(not (bands[i] == bands[c]).all(axis=1).any() for i, c in linked) > 20  # linked only through others
+    assert sum(shard_of[ids[i]] != shard_of[ids[c]] for i, c in linked) > 50
+    assert (match >= 0).sum() > 40 and (np.unique(clusters, return_counts=True)[1] >= 4).sum() > 20
+
+    outputs = {}
+    for partitions in (1, 7):
+        out = tmp_path / f"out{partitions}"
+        dedup([str(p) for p in inputs], str(out), Engine(workers=2), params, [str(p) for p in against],
+              partitions=partitions)
+        removed = records(out, "removed")
+        assert {r["id"]: [r["removed"], r["duplicate_cluster"]] for r in removed} == expected
+        outputs[partitions] = snapshot(out)
+    assert outputs[1] == outputs[7]
+    with pytest.raises(GptlabError, match="partitions"):
+        dedup([str(p) for p in inputs], str(tmp_path / "bad"), Engine(), params, partitions=0)

@@ -15,10 +15,15 @@ from gptlab.data.curate import minhash
 from gptlab.data.curate.minhash import (
     EMPTY,
     MinHashParams,
+    band_rows,
+    candidate_edges,
+    components,
     duplicates_to_remove,
     lsh_clusters,
     match_reference,
+    reference_matches,
     signatures,
+    smallest_match,
 )
 from gptlab.errors import GptlabError
 
@@ -211,3 +216,42 @@ def test_candidate_rate_follows_the_s_curve():
     for low, high in [(0.0, 0.5), (0.5, 1.0)]:
         sel = (J >= low) & (J < high)
         assert abs(found[sel].mean() - expected[sel].mean()) < 0.12
+
+
+def test_partitioned_buckets_give_the_in_memory_result():
+    """Rows split by key into partitions and shuffled, linked per partition and joined by one
+    union-find, give exactly lsh_clusters and match_reference: how `gptlab data dedup` scales out."""
+    rng = np.random.default_rng(5)
+    params = MinHashParams(bands=8, rows=2)
+    docs = near_duplicate_pairs(60, [0.0, 0.05, 0.2, 0.4], seed=5) + ["", "!!"]
+    chain = random_doc(rng, 300)
+    for _ in range(8):  # each link shares most shingles with the last; the ends share few
+        docs.append(" ".join(chain))
+        chain = substituted(chain, 0.1, rng)
+    docs = [docs[i] for i in rng.permutation(len(docs))]
+    reference = [" ".join(substituted(docs[i].split(), 0.02, rng)) for i in range(0, len(docs), 4)]
+    reference += reference[::2] + ["", " ".join(random_doc(rng))]  # several references match: the smallest wins
+    sigs, ref_sigs = signatures(docs, params), signatures(reference, params)
+    clusters, matches = lsh_clusters(sigs, params), match_reference(sigs, ref_sigs, params)
+    assert (clusters != np.arange(len(docs))).sum() > 40 and (matches >= 0).sum() > 20
+    rows, ref_rows = band_rows(sigs, params), band_rows(ref_sigs, params)
+    for partitions in (1, 3, 16):
+        edges, found = [], []
+        for part in range(partitions):
+            mine = rows[rows["key"] % np.uint64(partitions) == part]
+            mine = mine[rng.permutation(len(mine))]
+            edges.append(components(*candidate_edges(mine)))
+            found.append(reference_matches(mine, ref_rows[ref_rows["key"] % np.uint64(partitions) == part]))
+        nodes, roots = components(*(np.concatenate(column) for column in zip(*edges)))
+        joined = np.arange(len(docs))
+        joined[nodes] = roots
+        assert (joined == clusters).all()
+        matched, refs = smallest_match(*(np.concatenate(column) for column in zip(*found)))
+        assert (matched == np.flatnonzero(matches >= 0)).all() and (refs == matches[matched]).all()
+
+
+def test_band_rows_number_documents_from_first_and_skip_empty_ones():
+    params = MinHashParams(bands=3, rows=2)
+    rows = band_rows(signatures(["one two three", "", "four five"], params), params, first=10)
+    assert rows["doc"].tolist() == [10, 12] * 3 and rows["band"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert band_rows(np.empty((0, params.num_perm), np.uint32), params).shape == (0,)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -64,6 +65,8 @@ class Workspace:
                 )
         else:
             atomic.write_text(saved, json.dumps(settings, indent=2) + "\n")
+        for stale in list(self.output.rglob(".*.tmp")):  # left by a write that a kill cut short
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
 
     def run(self, phase: str, pipeline: list[PipelineStep], tasks: int, engine: Engine) -> None:
         """Run `pipeline` as `tasks` tasks; tasks finished by an earlier run are skipped."""

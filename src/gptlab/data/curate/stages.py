@@ -12,6 +12,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,16 @@ from gptlab import atomic
 from gptlab.data.curate import decontaminate as decon
 from gptlab.data.curate.documents import expand_inputs, read_documents
 from gptlab.data.curate.engine import REMOVED, Engine, ReadInputs, Workspace, WriteOutputs, write_counts
-from gptlab.data.curate.minhash import MinHashParams, duplicates_to_remove, lsh_clusters, match_reference, signatures
+from gptlab.data.curate.minhash import (
+    ROW,
+    MinHashParams,
+    band_rows,
+    candidate_edges,
+    components,
+    reference_matches,
+    signatures,
+    smallest_match,
+)
 from gptlab.data.curate.quality_filter import pareto_keep, plot_scores
 from gptlab.data.shards import token_dtype, write_shards
 from gptlab.errors import GptlabError
@@ -121,26 +131,99 @@ def quality_filter(
 # --- fuzzy deduplication ------------------------------------------------------------------------------
 
 
+PARTITION_BYTES = 2**30
+"""Input bytes per bucket partition by default. Band rows take bands x 20 bytes per document, about
+a tenth of a few-KB document's text, so a candidates task holds ~100 MB of rows per partition; a
+small corpus gets one partition, linked in this process without starting workers."""
+MAX_PARTITIONS = 64
+"""Default partitions at most: every signing task writes one file per partition."""
+WITHIN = "duplicate: near-duplicate within the input"
+OF_REFERENCE = "duplicate: near-duplicate of the reference set"
+
+
+@dataclass(frozen=True)
+class Signed:
+    """Where a Sign phase of `tasks` tasks leaves its ids and buckets. Documents are numbered
+    globally, task by task in rank order, as if all had been signed in one list."""
+
+    ids: Path
+    buckets: Path
+    tasks: int
+
+    def ids_file(self, rank: int) -> Path:
+        return self.ids / f"{rank:05d}.npy"
+
+    def bucket_file(self, rank: int, part: int) -> Path:
+        return self.buckets / f"{rank:05d}" / f"{part:03d}.npy"
+
+    def _ids(self, rank: int) -> np.ndarray:
+        return np.load(self.ids_file(rank), mmap_mode="r")  # reads ids only when indexed
+
+    def offsets(self) -> np.ndarray:
+        """Each task's first global document number, and the total at the end."""
+        return np.cumsum([0, *(len(self._ids(rank)) for rank in range(self.tasks))], dtype=np.int64)
+
+    def partition(self, part: int) -> np.ndarray:
+        """Bucket partition `part` of every task, in global document numbers."""
+        offsets, rows = self.offsets(), [np.empty(0, ROW)]
+        for rank in range(self.tasks):
+            rows.append(np.load(self.bucket_file(rank, part)))
+            rows[-1]["doc"] += offsets[rank]
+        return np.concatenate(rows)
+
+    def names(self, docs: np.ndarray) -> np.ndarray:
+        """The ids of global documents `docs`, reading only those from each task's ids."""
+        offsets, order = self.offsets(), np.argsort(docs, kind="stable")
+        bounds = np.searchsorted(docs[order], offsets)
+        names = np.empty(len(docs), dtype=object)
+        for rank in range(self.tasks):
+            these = order[bounds[rank] : bounds[rank + 1]]
+            if len(these):
+                names[these] = self._ids(rank)[docs[these] - offsets[rank]]
+        return names
+
+
 class Sign(PipelineStep):
-    """MinHash signatures of a task's documents, saved in document order."""
+    """A task's document ids, and its documents' LSH buckets split by key into `partitions` files,
+    so that one later task per partition sees whole buckets; signatures are dropped batch by batch."""
 
-    name, type = "minhash signatures", "Dedup"
+    name, type = "minhash buckets", "Dedup"
 
-    def __init__(self, params: MinHashParams, into: str):
+    def __init__(self, params: MinHashParams, partitions: int, into: Signed):
         super().__init__()
-        self.params, self.into = params, into
+        self.params, self.partitions, self.into = params, partitions, into
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
-        ids, sigs = [], []
+        ids: list[str] = []
+        rows = [np.empty(0, ROW)]
         for batch in _batches(data):
+            rows.append(band_rows(signatures([d.text for d in batch], self.params), self.params, first=len(ids)))
             ids += [d.id for d in batch]
-            sigs.append(signatures([d.text for d in batch], self.params))
-        empty = np.empty((0, self.params.num_perm), np.uint32)
-        _save_npz(
-            Path(self.into) / f"{rank:05d}.npz",
-            ids=np.array(ids, dtype=str),
-            sigs=np.concatenate(sigs) if sigs else empty,
-        )
+        _save_npy(self.into.ids_file(rank), np.array(ids, dtype=str))
+        table = np.concatenate(rows)
+        part = table["key"] % np.uint64(self.partitions)
+        for p in range(self.partitions):
+            _save_npy(self.into.bucket_file(rank, p), table[part == p])
+        yield from ()
+
+
+class LinkCandidates(PipelineStep):
+    """Task `rank` gathers bucket partition `rank` of every signing task and saves what it links:
+    each document to the smallest document linked to it here (the partition's components, so at
+    most one edge per document) and to the smallest reference document sharing a bucket with it."""
+
+    name, type = "link bucket members", "Dedup"
+
+    def __init__(self, inputs: Signed, reference: Signed, into: Path):
+        super().__init__()
+        self.inputs, self.reference, self.into = inputs, reference, into
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        rows = self.inputs.partition(rank)
+        nodes, roots = components(*candidate_edges(rows))
+        linked = nodes != roots
+        docs, refs = reference_matches(rows, self.reference.partition(rank))
+        _save_npz(self.into / f"{rank:03d}.npz", doc=nodes[linked], root=roots[linked], ref_doc=docs, ref=refs)
         yield from ()
 
 
@@ -163,6 +246,33 @@ class DropDuplicates(PipelineStep):
             yield document
 
 
+def _decide(inputs: Signed, reference: Signed, edges: Path, into: Path) -> None:
+    """Per-task removal reasons and clusters from the partitions' edges: union-find over only the
+    documents that have an edge, so memory follows the duplicates, not the corpus."""
+    parts = [np.load(path) for path in sorted(edges.glob("*.npz"))]
+
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([part[name] for part in parts])
+
+    nodes, roots = components(column("doc"), column("root"))
+    removed = nodes != roots
+    dups, clusters = nodes[removed], roots[removed]
+    matched, refs = smallest_match(column("ref_doc"), column("ref"))
+    cluster_names, ref_names = inputs.names(clusters), "reference:" + reference.names(refs)
+    offsets = inputs.offsets()
+    staging = into.with_name(into.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for rank in range(inputs.tasks):
+        lo, hi = offsets[rank], offsets[rank + 1]
+        reason, cluster = np.full(hi - lo, "", dtype=object), np.full(hi - lo, "", dtype=object)
+        for docs, names, why in ((dups, cluster_names, WITHIN), (matched, ref_names, OF_REFERENCE)):
+            these = slice(*np.searchsorted(docs, [lo, hi]))  # the reference reason, set last, wins
+            reason[docs[these] - lo] = why
+            cluster[docs[these] - lo] = names[these]
+        _save_npz(staging / f"{rank:05d}.npz", reason=reason.astype(str), cluster=cluster.astype(str))
+    os.replace(staging, into)
+
+
 def dedup(
     inputs: Sequence[str],
     output: str,
@@ -171,59 +281,48 @@ def dedup(
     against: Sequence[str] = (),
     fmt: str = "jsonl.gz",
     removed_text: bool = False,
+    partitions: int | None = None,
 ) -> dict[str, Any]:
     """Within `inputs`, keep the first document of each near-duplicate cluster; drop those that
-    near-duplicate any document of `against` (GPT-3 removed WebText duplicates from Common Crawl)."""
+    near-duplicate any document of `against` (GPT-3 removed WebText duplicates from Common Crawl).
+
+    Scales out like the large-scale dedups: the parallel "sign" phase writes each document's LSH
+    buckets split into `partitions` by key (default: one per PARTITION_BYTES of input files); a
+    parallel "candidates" phase, one task per partition, links the members of each bucket; only
+    those links reach the single-process union-find, never the signatures. So a sign task holds
+    its own documents' rows, a candidates task one partition of all rows, and the union-find the
+    documents that have a near-duplicate.
+    """
     files, reference = _files(inputs), _files(against) if against else []
-    ws = Workspace(output, _settings("dedup", files, against=reference, minhash=params.__dict__, fmt=fmt))
+    if partitions is None:
+        partitions = min(MAX_PARTITIONS, 1 + sum(os.path.getsize(f) for f in files) // PARTITION_BYTES)
+    if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+        raise GptlabError(f"dedup partitions must be a positive integer, got {partitions!r}")
+    ws = Workspace(
+        output,
+        _settings("dedup", files, against=reference, minhash=params.__dict__, partitions=partitions, fmt=fmt),
+    )
     work = str(ws.work)
+    signed = Signed(ws.work / "ids", ws.work / "buckets", len(files))
+    ref_signed = Signed(ws.work / "reference-ids", ws.work / "reference-buckets", len(reference))
     ws.run(
         "sign",
-        [ReadInputs(files, work, str(ws.malformed)), Sign(params, str(ws.work / "signatures"))],
+        [ReadInputs(files, work, str(ws.malformed)), Sign(params, partitions, signed)],
         len(files),
         engine,
     )
     if reference:
-        ref_work = str(ws.work / "reference")
         ws.run(
             "sign-reference",
             [
-                ReadInputs(reference, ref_work, str(ws.malformed / "reference")),
-                Sign(params, str(ws.work / "reference-signatures")),
+                ReadInputs(reference, str(ws.work / "reference"), str(ws.malformed / "reference")),
+                Sign(params, partitions, ref_signed),
             ],
             len(reference),
             engine,
         )
-
-    def cluster(into: Path) -> None:
-        parts = [np.load(ws.work / "signatures" / f"{rank:05d}.npz") for rank in range(len(files))]
-        ids = np.concatenate([p["ids"] for p in parts]) if parts else np.empty(0, str)
-        sigs = np.concatenate([p["sigs"] for p in parts])
-        clusters = lsh_clusters(sigs, params)
-        removed = duplicates_to_remove(clusters)
-        reasons = np.where(removed, "duplicate: near-duplicate within the input", "").astype(object)
-        cluster_of = np.where(removed, ids[clusters], "").astype(object)
-        if reference:
-            ref = [np.load(ws.work / "reference-signatures" / f"{r:05d}.npz") for r in range(len(reference))]
-            ref_ids = np.concatenate([p["ids"] for p in ref])
-            match = match_reference(sigs, np.concatenate([p["sigs"] for p in ref]), params)
-            hit = match >= 0
-            reasons[hit] = "duplicate: near-duplicate of the reference set"
-            cluster_of[hit] = ["reference:" + ref_ids[m] for m in match[hit]]
-        start = 0
-        staging = into.with_name(into.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        for rank, part in enumerate(parts):
-            end = start + len(part["ids"])
-            _save_npz(
-                staging / f"{rank:05d}.npz",
-                reason=reasons[start:end].astype(str),
-                cluster=cluster_of[start:end].astype(str),
-            )
-            start = end
-        os.replace(staging, into)
-
-    decisions = ws.once("decisions", cluster)
+    ws.run("candidates", [LinkCandidates(signed, ref_signed, ws.work / "edges")], partitions, engine)
+    decisions = ws.once("decisions", lambda into: _decide(signed, ref_signed, ws.work / "edges", into))
     ws.run(
         "write",
         [
