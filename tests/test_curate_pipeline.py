@@ -116,7 +116,7 @@ def test_sigkill_mid_stage_then_rerun_equals_an_uninterrupted_run(tmp_path, raw)
     lines = [line for f in sorted(folder.glob("*.jsonl")) for line in f.read_bytes().splitlines()]
     for k in range(24):
         (many / f"{k:02d}.jsonl").write_bytes(b"\n".join(lines[k::24]) + b"\n")
-    args = ["dedup", "--input", many, "--workers", 1]
+    args = ["dedup", "--input", many, "--workers", 1, "--partitions", 3]
     reference = tmp_path / "reference"
     assert data_cli(*args, "--output", reference).returncode == 0
 
@@ -296,6 +296,7 @@ stages:
 @pytest.mark.parametrize("args, message", [
     (["dedup", "--input", "/nonexistent", "--output", "x"], "input file not found"),
     (["dedup", "--input", "IN", "--output", "OUT", "--bands", "0"], "bands"),
+    (["dedup", "--input", "IN", "--output", "OUT", "--partitions", "0"], "partitions"),
     (["mix", "--input", "IN", "--weight", "a=1", "--tokenizer", "T", "--output", "OUT"], "NAME=VALUE"),
     (["run", "PIPE"], "stages"),
 ])

@@ -58,6 +58,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     dedup.add_argument("--bands", type=int, default=None, help="LSH bands")
     dedup.add_argument("--rows", type=int, default=None, help="hashes per band; bands x rows hashes in all")
     dedup.add_argument("--seed", type=int, default=0)
+    dedup.add_argument(
+        "--partitions", type=int, default=None, help="parallel LSH bucket partitions (default: one per GiB, at most 64)"
+    )
     dedup.set_defaults(run=_dedup)
 
     decon = _stage(stages, "decontaminate", "remove benchmark 13-grams with 200 characters around them (GPT-3)")
@@ -190,7 +193,10 @@ def _dedup(args: argparse.Namespace) -> None:
     }
     params = MinHashParams(**given, seed=args.seed)
     engine = _engine(args)
-    _report(dedup(args.input, args.output, engine, params, args.against, args.format, args.write_removed), args)
+    stats = dedup(
+        args.input, args.output, engine, params, args.against, args.format, args.write_removed, args.partitions
+    )
+    _report(stats, args)
 
 
 def _decontaminate(args: argparse.Namespace) -> None:
