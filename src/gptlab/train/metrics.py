@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -78,10 +77,7 @@ def plot_loss(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic.write_bytes(path, buffer.getvalue())
+    atomic.write_figure(path, fig)
 
 
 _MIN_POINTS_TO_SMOOTH = 50

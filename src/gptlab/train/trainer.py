@@ -69,7 +69,8 @@ def resolve_tokenizer(config: TrainConfig, out: Path, progress: bool, split: Spl
     if spec == "byte":
         return byte_tokenizer()
     if spec == "char":  # every character of the data, so validation text never meets an unknown one
-        return CharTokenizer.from_texts(doc.text for doc in iter_documents(config.data))
+        documents = split.train + split.val if split else iter_documents(config.data)
+        return CharTokenizer.from_texts(doc.text for doc in documents)
     if spec.startswith("bpe:"):
         try:
             size = int(spec[4:])

@@ -11,7 +11,6 @@ so its decision is the same however the corpus is sharded, batched, ordered or p
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections.abc import Sequence
 
@@ -108,7 +107,4 @@ def plot_scores(
     ax.legend(handles + more_handles, labels + more_labels, loc="upper left")
     ax.set_title("Quality filter: classifier scores and Pareto keep rule")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic.write_bytes(path, buffer.getvalue())
+    atomic.write_figure(path, fig)

@@ -567,12 +567,13 @@ def mix(
         output, (chosen[name][i] for name, i in order), tok.vocab_size, tok.eot_id, shard_tokens, tokenizer="tokenizer"
     )
     tok.save(Path(output) / "tokenizer")
+    taken = {name: int(sum(len(d) for d in docs)) for name, docs in chosen.items()}
     report = {
         name: {
             "weight": round(share[name], 4),
             "tokens_available": available[name],
-            "tokens_taken": int(sum(len(d) for d in chosen[name])),
-            "epochs": round(sum(len(d) for d in chosen[name]) / available[name], 3),
+            "tokens_taken": taken[name],
+            "epochs": round(taken[name] / available[name], 3),
         }
         for name in sources
     }
