@@ -299,12 +299,15 @@ stages:
     (["dedup", "--input", "IN", "--output", "OUT", "--partitions", "0"], "partitions"),
     (["mix", "--input", "IN", "--weight", "a=1", "--tokenizer", "T", "--output", "OUT"], "NAME=VALUE"),
     (["run", "PIPE"], "stages"),
+    (["run", "BADSTAGE"], "stage 1 (dedup): unrecognized arguments: --bogus 1"),
 ])
 def test_bad_input_is_one_line(tmp_path, raw, args, message):
     folder, _ = raw
     (tmp_path / "pipe.yaml").write_text("stages: nope\n")
-    args = [str(folder) if a == "IN" else str(tmp_path / "out") if a == "OUT" else str(tmp_path / "pipe.yaml")
-            if a == "PIPE" else a for a in args]
+    (tmp_path / "stage.yaml").write_text(f"stages: [{{dedup: {{input: [{folder}], output: out, bogus: 1}}}}]\n")
+    places = {"IN": str(folder), "OUT": str(tmp_path / "out"), "PIPE": str(tmp_path / "pipe.yaml"),
+              "BADSTAGE": str(tmp_path / "stage.yaml")}
+    args = [places.get(a, a) for a in args]
     result = data_cli(*args)
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr

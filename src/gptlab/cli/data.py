@@ -8,6 +8,8 @@ mean exactly the same thing.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 import time
@@ -107,7 +109,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
     run = stages.add_parser(
         "run",
         help="run the stages of a PIPELINE.yaml in order",
-        description="Run the stages listed in a YAML file; see `gptlab data --help`.",
+        description="Run the stages listed in a YAML file, in order. Each stage's keys are its verb's long "
+        "options; lists repeat an option, mappings give NAME=VALUE pairs (mix), true turns a flag on.",
+        epilog="example:\n  executor: local\n  workers: 8\n  stages:\n"
+        "    - classifier: {positive: [curated/], negative: [crawl_sample/], output: runs/clf}\n"
+        "    - filter: {input: [crawl/], output: out/filtered, model: runs/clf}\n"
+        "    - dedup: {input: [out/filtered], output: out/dedup}\n"
+        "    - decontaminate: {input: [out/dedup], output: out/clean, benchmark: [evals/]}\n"
+        "    - mix: {input: {web: out/clean, books: books/}, weight: {web: 3, books: 1}, tokenizer: tok/, "
+        "output: out/shards}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("pipeline", type=Path, help="YAML with `stages:` (and optional `executor:`, `workers:`)")
     run.set_defaults(run=_run_pipeline)
@@ -285,10 +296,13 @@ def _run_pipeline(args: argparse.Namespace) -> None:
         else:
             argv = ["data", name, *_as_argv({**shared, **(options or {})})]
         print(f"[{number}/{len(stages)}] {name}")
+        complaint = io.StringIO()
         try:
-            stage_args = parser.parse_args(argv)
+            with contextlib.redirect_stderr(complaint):  # argparse's usage text would bury the one line that matters
+                stage_args = parser.parse_args(argv)
         except SystemExit:
-            raise GptlabError(f"{args.pipeline}: stage {number} ({name}) has bad options (see above)") from None
+            reason = complaint.getvalue().strip().splitlines()[-1].partition("error: ")[2]
+            raise GptlabError(f"{args.pipeline}: stage {number} ({name}): {reason}") from None
         stage_args.run(stage_args)
 
 
