@@ -23,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "shakespeare-char.yaml"
+DATA = [str(ROOT.parent / "shared" / "data" / "tinyshakespeare.txt")]
+"""The config's shape on nanoGPT's data (the config itself trains on the README's demo corpus)."""
 RUNS = ["gptlab-fp32", "gptlab-bf16", "gptlab-bf16compile", "transformers-fp32", "transformers-bf16", "transformers-fp32exact"]
 """The peer the goal is set against is GPT2LMHeadModel as configured by default (tanh GELU, ~47 ms a step
 on the reference machine); `exact` gives it the exact GELU of gptlab's small presets instead."""
@@ -35,7 +37,7 @@ def gptlab_windows(precision: str, steps: int, log_every: int, threads: int) -> 
 
     with tempfile.TemporaryDirectory() as out:
         config = build_config(CONFIG, {
-            "out": out, "precision": precision.removesuffix("compile"), "compile": precision.endswith("compile"),
+            "data": DATA, "out": out, "precision": precision.removesuffix("compile"), "compile": precision.endswith("compile"),
             "max_steps": steps, "log_every": log_every, "threads": threads,
             "eval_every": steps, "eval_windows": 12, "save_every": steps, "sample_tokens": 0, "progress": False,
         })
@@ -58,7 +60,7 @@ def transformers_windows(precision: str, steps: int, log_every: int, threads: in
     from gptlab.train.trainer import resolve_tokenizer
 
     torch.set_num_threads(threads)
-    config = build_config(CONFIG, {"progress": False})
+    config = build_config(CONFIG, {"data": DATA, "progress": False})
     tokenizer = resolve_tokenizer(config, Path("."), False)
     corpus = build_corpus(config.data, tokenizer, config.val_fraction, config.seed, False)
     vocab = tokenizer.vocab_size

@@ -7,6 +7,7 @@ import torch
 import gptlab
 from gptlab.errors import GptlabError
 from gptlab.model import GPT, preset
+from gptlab.tokenizer import byte_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +77,37 @@ def test_corrupt_or_foreign_config(checkpoint, tmp_path):
 
 
 def test_tokenizer_larger_than_model_vocab(small_tokenizer, tmp_path):
-    model = GPT(preset("tiny", vocab_size=small_tokenizer.vocab_size - 10))
-    gptlab.save(tmp_path / "m", model, small_tokenizer)
-    with pytest.raises(GptlabError, match="tokenizer has .* tokens but the model's vocab_size is"):
+    gptlab.save(tmp_path / "m", GPT(preset("tiny", vocab_size=small_tokenizer.vocab_size - 10)), None)
+    small_tokenizer.save(tmp_path / "m")  # a tokenizer copied in by hand
+    with pytest.raises(GptlabError, match="tokenizer has 512 tokens but the model's vocab_size is 502"):
         gptlab.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("model_vocab", [256, 385, 50257])
+def test_save_refuses_a_model_vocab_that_does_not_fit_the_tokenizer(model_vocab, tmp_path):
+    """The README's trap: preset("gpt3-small") with a small tokenizer saved fine and failed at generate time."""
+    with pytest.raises(GptlabError, match=f"tokenizer has 257 tokens but the model's vocab_size is {model_vocab}"):
+        gptlab.save(tmp_path / "m", GPT(preset("tiny", vocab_size=model_vocab)), byte_tokenizer())
+    assert not (tmp_path / "m").exists()
+
+
+def test_save_accepts_a_vocab_padded_to_a_multiple_of_128(tmp_path):
+    """Padding 50257 to 50304 (nanoGPT, `gptlab train --vocab-size`) is legal: generation never samples the pad."""
+    gptlab.save(tmp_path / "m", GPT(preset("tiny", vocab_size=384)), byte_tokenizer())
+    lm = gptlab.load(tmp_path / "m")
+    assert lm.config.vocab_size == 384
+    assert isinstance(lm.generate("ab", max_new_tokens=40, temperature=100.0, seed=0), str)
+
+
+def test_load_on_a_device_that_is_not_there(checkpoint):
+    with pytest.raises(GptlabError, match="unknown device 'nonsense'"):
+        gptlab.load(checkpoint[0], device="nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(GptlabError, match="no GPU is available"):
+            gptlab.load(checkpoint[0], device="cuda")
+    else:
+        with pytest.raises(GptlabError, match="cuda:99"):
+            gptlab.load(checkpoint[0], device="cuda:99")
 
 
 def test_save_replaces_atomically(checkpoint, tmp_path, small_tokenizer):

@@ -73,6 +73,21 @@ def test_tokenizer_train_encode_decode(tmp_path, shakespeare_text, small_tokeniz
     assert decoded.stdout == sample.read_text() + "\n"
 
 
+def test_tokenizer_train_prints_one_line(tmp_path, corpus):
+    """The HF trainer ends each progress stage with a newline on stdout: it must not reach ours."""
+    trained = gptlab_cli("tokenizer", "train", "--input", corpus, "--vocab-size", 300, "--out", tmp_path / "tok")
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stdout == f"wrote tokenizer with 300 tokens to {tmp_path / 'tok'}\n"
+    assert trained.stderr == ""  # not a terminal: no progress bar, no blank lines
+
+
+def test_token_counts_read_in_the_singular():
+    from gptlab.data.sampler import eval_starts
+
+    with pytest.raises(gptlab.GptlabError, match="^1 token is too few for one window of seq_len 16: it takes 17 "):
+        eval_starts(1, 16, max_windows=4)
+
+
 def test_tokenizer_bad_input(tmp_path, small_tokenizer):
     tokdir = tmp_path / "tok"
     small_tokenizer.save(tokdir)
@@ -82,7 +97,7 @@ def test_tokenizer_bad_input(tmp_path, small_tokenizer):
     assert_one_line_error(gptlab_cli("tokenizer", "encode", "--tokenizer", tmp_path / "none", "--text", "hi"))
     assert_one_line_error(gptlab_cli("tokenizer", "decode", "--tokenizer", tokdir, "--text", "[1, 2"), "JSON")
     assert_one_line_error(gptlab_cli("tokenizer", "train", "--input", tmp_path / "x.txt", "--vocab-size", 300, "--out", tmp_path / "o"), "not found")
-    assert_one_line_error(gptlab_cli("tokenizer", "train", "--input", bad, "--vocab-size", 300, "--out", tmp_path / "o"), "not valid UTF-8")
+    assert_one_line_error(gptlab_cli("tokenizer", "train", "--input", bad, "--vocab-size", 300, "--out", tmp_path / "o"), "nothing readable", "bad.txt")
 
 
 def test_generate_matches_the_python_api(checkpoint):
@@ -104,6 +119,21 @@ def test_generate_seeded_sampling_batch_and_stop(checkpoint):
     stop = full[5:8]
     stopped = gptlab_cli("generate", checkpoint, "--prompt", "KING:", "--max-new-tokens", 30, "--temperature", 0, "--stop", stop)
     assert stopped.stdout == full[: full.index(stop)] + "\n"
+
+
+def test_generate_defaults_work_on_a_short_context(checkpoint):
+    """The CLI's defaults are the library's: both fit a context of 64 tokens."""
+    result = gptlab_cli("generate", checkpoint, "--seed", 0, "--prompt", "ROMEO:")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == gptlab.load(checkpoint).generate("ROMEO:", seed=0) + "\n"
+    unconditional = gptlab_cli("generate", checkpoint)
+    assert unconditional.returncode == 0, unconditional.stderr
+
+
+def test_generate_on_a_device_that_is_not_there(checkpoint):
+    assert_one_line_error(gptlab_cli("generate", checkpoint, "--device", "nonsense"), "unknown device 'nonsense'")
+    if not torch.cuda.is_available():
+        assert_one_line_error(gptlab_cli("generate", checkpoint, "--device", "cuda"), "no GPU is available")
 
 
 def test_generate_bad_input(checkpoint, tmp_path):
@@ -157,4 +187,4 @@ def test_unconditional_sample_starts_from_endoftext(checkpoint):
     result = gptlab_cli("generate", checkpoint, "--max-new-tokens", 10, "--seed", 0)
     assert result.returncode == 0, result.stderr
     lm = gptlab.load(checkpoint)
-    assert result.stdout == lm.generate("", max_new_tokens=10, seed=0, temperature=0.8) + "\n"
+    assert result.stdout == lm.generate("", max_new_tokens=10, seed=0) + "\n"

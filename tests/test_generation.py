@@ -2,15 +2,18 @@ import pytest
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.generation import Decoder, SamplingParams, TextStream, fit_prompt, next_tokens
+from gptlab.generation import (
+    DEFAULT_MAX_NEW_TOKENS, Decoder, SamplingParams, TextStream, fit_prompt, generate, next_tokens,
+)
 from gptlab.model import GPT, preset
+from gptlab.tokenizer import byte_tokenizer
 
 VOCAB = 97
 
 
 def make_model(**overrides) -> GPT:
     torch.manual_seed(0)
-    model = GPT(preset("tiny", vocab_size=VOCAB, n_ctx=64, init_std=0.2, **overrides)).eval()
+    model = GPT(preset("tiny", **{"vocab_size": VOCAB, "n_ctx": 64, "init_std": 0.2, **overrides})).eval()
     return model
 
 
@@ -22,8 +25,8 @@ def uncached_greedy(model: GPT, prompt: list[int], n: int) -> list[int]:
     return ids[len(prompt):]
 
 
-def decode_all(model: GPT, prompts: list[list[int]], **params) -> list[list[int]]:
-    decoder = Decoder(model, prompts, SamplingParams(**params))
+def decode_all(model: GPT, prompts: list[list[int]], vocab_size: int | None = None, **params) -> list[list[int]]:
+    decoder = Decoder(model, prompts, SamplingParams(**params), vocab_size)
     out = [[] for _ in prompts]
     while not decoder.done:
         for row, token in decoder.step().items():
@@ -107,6 +110,35 @@ def test_prompt_that_does_not_fit_is_an_error_or_explicitly_truncated():
         SamplingParams(max_new_tokens=0)
     with pytest.raises(GptlabError, match="top_p"):
         SamplingParams(top_p=1.5)
+
+
+def test_defaults_generate_up_to_the_end_of_any_context():
+    """No max_new_tokens: up to DEFAULT_MAX_NEW_TOKENS, fewer where the context ends first."""
+    short = make_model()  # n_ctx 64, less than the default number of new tokens
+    assert DEFAULT_MAX_NEW_TOKENS > 64
+    assert decode_all(short, [[1, 2, 3]], temperature=0)[0] == uncached_greedy(short, [1, 2, 3], 61)
+    batch = decode_all(short, [[1, 2, 3], list(range(10, 30))], temperature=0)
+    assert [len(row) for row in batch] == [44, 44]  # the longest prompt sets the room left
+    long = make_model(n_ctx=DEFAULT_MAX_NEW_TOKENS + 8)
+    assert len(decode_all(long, [[1, 2, 3]], temperature=0)[0]) == DEFAULT_MAX_NEW_TOKENS
+
+
+def test_default_max_new_tokens_fits_or_truncates_the_prompt():
+    assert fit_prompt(list(range(63)), 64, SamplingParams()) == list(range(63))  # room for one new token
+    with pytest.raises(GptlabError, match="context is 64 tokens"):
+        fit_prompt(list(range(64)), 64, SamplingParams())
+    # truncation keeps half the context for the prompt when the default would not fit beside it
+    assert fit_prompt(list(range(100)), 64, SamplingParams(truncate=True)) == list(range(68, 100))
+
+
+def test_ids_beyond_the_tokenizer_vocabulary_are_never_sampled():
+    """A model vocabulary padded past the tokenizer's (e.g. 50304 for 50257) must not emit the padding ids."""
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=384, n_ctx=64)).eval()
+    hot = dict(max_new_tokens=60, temperature=100.0, seed=0)  # nearly uniform over the vocabulary
+    assert max(decode_all(model, [[1, 2, 3]], **hot)[0]) >= 257
+    assert max(decode_all(model, [[1, 2, 3]], vocab_size=257, **hot)[0]) < 257
+    assert isinstance(generate(model, byte_tokenizer(), "ab", **hot), str)
 
 
 def test_text_stream_holds_back_split_utf8_and_stop_prefixes():

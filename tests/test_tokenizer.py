@@ -328,17 +328,24 @@ def test_training_accepts_directories(corpus: tuple[Path, str], tmp_path: Path) 
 # --- errors --------------------------------------------------------------------------------------
 
 
-def test_train_errors(tmp_path: Path) -> None:
+def test_train_errors(tmp_path: Path, capsys) -> None:
     good = tmp_path / "good.txt"
     good.write_text("hello world\n" * 10, encoding="utf-8")
-    bad = tmp_path / "bad.txt"
-    bad.write_bytes(b"fine line\nbroken \xff byte\n")
-    with pytest.raises(GptlabError, match=r"bad\.txt is not valid UTF-8 \(byte 17\)"):
-        train_tokenizer([good, bad], 300, progress=False)
-    with pytest.raises(GptlabError, match="training file not found: .*missing.txt"):
+    binary = tmp_path / "binary.bin"
+    binary.write_bytes(b"\x00\x01\xff" * 100)
+    with pytest.raises(GptlabError, match=r"nothing readable in the input.*binary\.bin: looks binary"):
+        train_tokenizer([binary], 300, progress=False)
+    # the same policy as gptlab train: bad files are skipped with a warning, a few bad bytes replaced
+    repaired = tmp_path / "repaired.txt"
+    repaired.write_bytes(b"fine line\n" * 20 + b"broken \xff byte\n")
+    tok = train_tokenizer([good, binary, repaired], 300, progress=False)
+    assert tok.encode("broken \ufffd byte")
+    warning = capsys.readouterr().err
+    assert "skipped 1" in warning and "binary.bin" in warning and "kept 1" in warning and "repaired.txt" in warning
+    with pytest.raises(GptlabError, match="input file not found: .*missing.txt"):
         train_tokenizer([tmp_path / "missing.txt"], 300, progress=False)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(GptlabError, match="no training files in directory"):
+    with pytest.raises(GptlabError, match="no input files in directory"):
         train_tokenizer(tmp_path / "empty", 300, progress=False)
     with pytest.raises(GptlabError, match="vocab_size 257 is too small"):
         train_tokenizer(good, 257, progress=False)

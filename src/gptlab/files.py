@@ -5,11 +5,14 @@ from __future__ import annotations
 import glob
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from gptlab.errors import GptlabError
+
+StandsFor = Callable[[Path], list[Path] | None]
+"""The files a folder stands for, or None for its visible files."""
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -51,33 +54,50 @@ def read_config_dir(directory: Path, config_file: str, kind: str) -> dict[str, A
     return read_json_object(directory / config_file)
 
 
-def visible_files(directory: Path) -> list[Path]:
-    """The regular files under `directory`, sorted, minus hidden ones and those in hidden folders (.git)."""
-    return sorted(
-        p for p in directory.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
-    )
+def visible_files(directory: Path, stands_for: StandsFor | None = None) -> list[Path]:
+    """The regular files under `directory`, sorted, minus hidden ones and those in hidden folders (.git);
+    a folder for which `stands_for` gives a list of files contributes those instead of its own."""
+    chosen = stands_for(directory) if stands_for else None
+    if chosen is not None:
+        return chosen
+    files: list[Path] = []
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and not entry.is_symlink():  # as rglob: no symlinked folders, so no cycles
+            files += visible_files(entry, stands_for)
+        elif entry.is_file():
+            files.append(entry)
+    return files
 
 
-def expand_paths(specs: Iterable[str | os.PathLike], what: str) -> list[Path]:
-    """Files named, the visible files under folders, and glob matches, in the order given.
+def expand_paths(
+    specs: Iterable[str | os.PathLike], what: str, stands_for: StandsFor | None = None
+) -> list[Path]:
+    """Files named, the visible files under folders, and glob matches (folders among them walked),
+    in the order given, each file once; `stands_for` as for `visible_files`.
 
     `what` names the files in error messages ("training", "input").
     """
     files: list[Path] = []
+    seen: set[Path] = set()
     for spec in map(str, specs):
         path = Path(spec)
         if any(ch in spec for ch in "*?["):
-            found = [Path(m) for m in sorted(glob.glob(spec, recursive=True)) if Path(m).is_file()]
+            matches = [Path(m) for m in sorted(glob.glob(spec, recursive=True))]
+            found = [f for m in matches for f in (visible_files(m, stands_for) if m.is_dir() else [m]) if f.is_file()]
             if not found:
                 raise GptlabError(f"no {what} files match {spec}")
         elif path.is_dir():
-            found = visible_files(path)
+            found = visible_files(path, stands_for)
             if not found:
                 raise GptlabError(f"no {what} files in directory {path}")
         elif path.is_file():
             found = [path]
         else:
             raise GptlabError(f"{what} file not found: {path}")
-        files += found
+        for file in found:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                files.append(file)
     return files

@@ -1,6 +1,10 @@
 """Checkpoint directories and conversion to and from Hugging Face."""
 
-from gptlab.checkpoint.hf import export_hf, import_hf
-from gptlab.checkpoint.io import LanguageModel, load, save
+from gptlab.lazy import lazy_exports
 
-__all__ = ["LanguageModel", "export_hf", "import_hf", "load", "save"]
+# Imported on first use, like every package that needs PyTorch (`gptlab --help` must not).
+_EXPORTS = {"export_hf": "hf", "import_hf": "hf", "LanguageModel": "io", "load": "io", "save": "io"}
+
+__all__ = list(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

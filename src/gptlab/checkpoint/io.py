@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gptlab import atomic
+from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.files import read_config_dir
 from gptlab.model import GPT, GPTConfig
@@ -25,6 +26,9 @@ WEIGHTS_FILE = "model.safetensors"
 FORMAT = "gptlab"
 FORMAT_VERSION = 1
 _TIED = "lm_head.weight"  # same tensor as wte.weight; stored once
+VOCAB_PADDING = 128
+"""A model's vocabulary may exceed its tokenizer's up to the next multiple of this (GPT-2's 50257 padded to
+50304 for faster matmuls, `gptlab train --vocab-size`); generation never samples the padding ids."""
 
 
 def save(
@@ -39,8 +43,10 @@ def save(
 
     `extra_files` (name -> bytes) land in the same directory in the same rename, e.g. training state.
     `weights` stand in for `model.state_dict()` when the model is sharded (the gathered full weights).
+    A model whose vocabulary does not fit the tokenizer is refused here, not when it first generates.
     """
     path = Path(path)
+    check_vocab(model.config, tokenizer, f"cannot save {path}", strict=True)
     state = model.state_dict() if weights is None else weights
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items() if k != _TIED}
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(), **(metadata or {})}
@@ -122,11 +128,18 @@ def load_tokenizer(path: Path) -> Tokenizer | CharTokenizer | None:
     return read_tokenizer(path) if has_files else None
 
 
-def check_vocab(config: GPTConfig, tokenizer: Tokenizer | None, source: str) -> None:
-    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
-        raise GptlabError(
-            f"{source}: tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {config.vocab_size}"
-        )
+def check_vocab(
+    config: GPTConfig, tokenizer: Tokenizer | CharTokenizer | None, source: str, strict: bool = False
+) -> None:
+    """Every token needs an embedding row. `strict` (at save) also refuses rows past padding to a multiple of
+    VOCAB_PADDING: such a model was built for another tokenizer (e.g. a preset's 50257 beside a 500-token BPE)."""
+    if tokenizer is None:
+        return
+    tokens, rows = tokenizer.vocab_size, config.vocab_size
+    padded = -(-tokens // VOCAB_PADDING) * VOCAB_PADDING
+    if tokens > rows or (strict and rows > padded):
+        hint = f"; build the model with vocab_size={tokens} (or padded to at most {padded})" if strict else ""
+        raise GptlabError(f"{source}: tokenizer has {tokens} tokens but the model's vocab_size is {rows}{hint}")
 
 
 class LanguageModel:
@@ -165,8 +178,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Languag
 
     `device="auto"` picks the GPU when there is one.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     path = Path(path)
     config_dict = read_config(path)
     config = GPTConfig.from_dict(config_dict.get("model", {}))

@@ -106,6 +106,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
     _token_options(tokenize)
     tokenize.set_defaults(run=_tokenize, tokens=None, seed=0)  # one source, read once
 
+    example = stages.add_parser(
+        "example",
+        help="write a small demo corpus from Python's own docstrings (the README's tour runs on it)",
+        description="Write a small, deterministic demo corpus to DIR, made offline from the standard library's "
+        "docstrings: input.txt, books/, and curated/, crawl_sample/, crawl/, webtext/ and evals/ for the stages.",
+    )
+    example.add_argument("dir", type=Path, help="folder to write into")
+    example.set_defaults(run=_example)
+
     run = stages.add_parser(
         "run",
         help="run the stages of a PIPELINE.yaml in order",
@@ -167,14 +176,10 @@ def _report(stats: dict[str, Any], args: argparse.Namespace) -> None:
 def _classifier_train(args: argparse.Namespace) -> None:
     from gptlab import atomic
     from gptlab.data.curate.classifier import train_classifier
-    from gptlab.data.curate.documents import expand_inputs, read_documents
+    from gptlab.data.sources import iter_documents
 
     def texts(specs: list[str]) -> list[str]:
-        bad = []
-        found = [d.text for path in expand_inputs(specs) for d in read_documents(path, lambda *m: bad.append(m))]
-        if bad:
-            print(f"warning: skipped {len(bad)} malformed records, first: {bad[0]}", file=sys.stderr)
-        return found
+        return [document.text for document in iter_documents(specs)]
 
     model, metrics = train_classifier(texts(args.positive), texts(args.negative), args.seed, args.test_fraction)
     model.save(args.output)
@@ -269,7 +274,16 @@ def _mix_sources(args: argparse.Namespace, sources: dict[str, list[str]], weight
             f"  {name:<10} weight {source['weight']:.3f}: {source['tokens_taken']:,} of "
             f"{source['tokens_available']:,} tokens, {source['epochs']:.2f} epochs"
         )
-    print(f"  shards     {stats['tokens_written']:,} tokens in {args.output}  ->  gptlab train --data {args.output}")
+    print(f"  shards     {args.output}  ->  gptlab train --data {args.output}")
+
+
+def _example(args: argparse.Namespace) -> None:
+    from gptlab.data.example import write_example
+
+    written = write_example(args.dir)
+    print(f"wrote a demo corpus from Python's standard library to {args.dir}")
+    for name, what in written.items():
+        print(f"  {name:<14} {what}")
 
 
 def _run_pipeline(args: argparse.Namespace) -> None:

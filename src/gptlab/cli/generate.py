@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 from gptlab.files import read_text
+from gptlab.generation.params import DEFAULT_MAX_NEW_TOKENS, SamplingParams
+
+_DEFAULTS = SamplingParams()  # the library's defaults are the command's
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -18,11 +21,19 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", type=Path, help="gptlab checkpoint directory")
     parser.add_argument("--prompt", action="append", default=[], help="prompt text (repeat for a batch)")
     parser.add_argument("--prompt-file", type=Path, help="read one prompt from a UTF-8 file ('-' for stdin)")
-    parser.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate per prompt (default 128)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=_DEFAULTS.max_new_tokens,
+        help=f"tokens to generate per prompt (default: as many as fit in the context, up to {DEFAULT_MAX_NEW_TOKENS})",
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=_DEFAULTS.temperature, help=f"0 = greedy (default {_DEFAULTS.temperature})"
+    )
     parser.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
     parser.add_argument("--top-p", type=float, help="nucleus sampling: smallest set holding this probability mass")
-    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="CTRL-style penalty (>1 discourages repeats)")
+    parser.add_argument(
+        "--repetition-penalty", type=float, default=_DEFAULTS.repetition_penalty,
+        help="CTRL-style penalty (>1 discourages repeats)",
+    )
     parser.add_argument("--seed", type=int, help="random seed for reproducible samples")
     parser.add_argument("--stop", action="append", default=[], help="stop when this text appears (repeatable)")
     parser.add_argument("--num-samples", type=int, default=1, help="completions per prompt (default 1)")
@@ -35,7 +46,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     import gptlab
     from gptlab.errors import GptlabError
-    from gptlab.generation import SamplingParams, stream_batch
+    from gptlab.generation import stream_batch
 
     prompts = list(args.prompt)
     if args.prompt_file is not None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from gptlab.cli import convert, data, generate, model, quickstart, tokenizer, train
-from gptlab.errors import GptlabError
+from gptlab.errors import GptlabError, Interrupted
 
 VERBS = (quickstart, train, generate, model, tokenizer, convert, data)
 
@@ -27,9 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+    except Interrupted as e:
+        print(f"gptlab: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     except GptlabError as e:
         print(f"gptlab: error: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("gptlab: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -6,10 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from gptlab.checkpoint.io import read_config
-from gptlab.model import GPT, PRESETS, GPTConfig, preset
+from gptlab.model.config import PRESETS, GPTConfig, preset
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -29,12 +26,18 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def resolve(name: str) -> GPTConfig:
+    from gptlab.checkpoint.io import read_config
+
     if name in PRESETS or not Path(name).exists():
         return preset(name)
     return GPTConfig.from_dict(read_config(name).get("model", {}))
 
 
 def describe(config: GPTConfig) -> dict:
+    import torch
+
+    from gptlab.model import GPT
+
     with torch.device("meta"):
         params = GPT(config).num_params()
     layers = [config.layer_attention(i) for i in range(config.n_layer)]

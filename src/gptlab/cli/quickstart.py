@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sysconfig
+import shlex
 import time
 from pathlib import Path
 
-from gptlab.errors import GptlabError
 
 TOKENIZER_SAMPLE_MB = 8.0  # enough text for a 4k BPE, trained in seconds
 
@@ -38,23 +37,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted quickstart in --out")
     parser.set_defaults(run=run)
-
-
-def stdlib_sources() -> list[Path]:
-    """The standard library's .py files that are UTF-8 (a few of its tests deliberately are not)."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files = []
-    for path in sorted(root.rglob("*.py")):
-        if "site-packages" in path.relative_to(root).parts:
-            continue
-        try:
-            path.read_bytes().decode("utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        files.append(path)
-    if not files:
-        raise GptlabError(f"no Python source files found under {root}")
-    return files
 
 
 def _steps_for(minutes: float, config, vocab: int) -> int:
@@ -86,7 +68,10 @@ def _steps_for(minutes: float, config, vocab: int) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
-    from gptlab.train import build_config, train
+    from gptlab.cli.train import train_resumably
+    from gptlab.train import build_config
+
+    from gptlab.data.stdlib import stdlib_sources
 
     files = stdlib_sources()
     out = args.out
@@ -94,7 +79,7 @@ def run(args: argparse.Namespace) -> None:
     settings = {
         "data": [str(f) for f in files], "tokenizer": f"bpe:{args.vocab_size}", "tokenizer_sample_mb": TOKENIZER_SAMPLE_MB,
         "model": args.model, "out": str(out), "seq_len": args.seq_len, "batch_size": args.batch_size, "lr": args.lr,
-        "seed": args.seed, "warmup_steps": 50, "eval_windows": 100, "sample_tokens": 120, "sample_prompt": "def ",
+        "seed": args.seed, "eval_windows": 100, "sample_tokens": 120, "sample_prompt": "def ",
         "resume": args.resume,
     }
     if args.resume and (out / "train_config.json").is_file():
@@ -103,15 +88,16 @@ def run(args: argparse.Namespace) -> None:
         budget = build_config(None, settings | {"max_steps": 1})
         settings["max_steps"] = _steps_for(args.minutes, budget, args.vocab_size)
     settings["eval_every"] = settings["save_every"] = max(10, settings["max_steps"] // 5)
+    settings["warmup_steps"] = min(50, settings["max_steps"] // 10)  # a tenth of a short run at most
     print(
         f"[1/2] a {args.vocab_size}-token BPE fitted to {TOKENIZER_SAMPLE_MB:g} MB of the training files, then "
         f"{settings['max_steps']} steps of {args.model} (train/validation split by file)"
     )
-    result = train(build_config(None, settings))
+    result = train_resumably(build_config(None, settings))
     print("[2/2] done")
     if result.val_bpb is not None:
         print(f"validation: {result.val_bpb:.3f} bits per byte ({result.val_loss:.3f} nats per token)")
     for sample in result.samples:
         print("sample (prompt 'def '):\n" + "def " + sample)
     print(f"checkpoint: {result.final}\nloss plot:  {out / 'loss.png'}")
-    print(f"next:       gptlab generate {result.final} --prompt 'import os\\n' --max-new-tokens 100")
+    print(f"next:       gptlab generate {shlex.quote(str(result.final))} --prompt 'import os' --max-new-tokens 100")

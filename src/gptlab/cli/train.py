@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from gptlab.model import GPTConfig
@@ -46,11 +48,22 @@ def overrides(args: argparse.Namespace) -> dict:
     return {key: value for key, value in vars(args).items() if key not in ("config", "run")}
 
 
-def run(args: argparse.Namespace) -> None:
+def train_resumably(config):
+    """`train(config)`; when a signal stops it, the error says which command continues the run."""
+    from gptlab.errors import Interrupted
     from gptlab.train import train
+
+    try:
+        return train(config)
+    except Interrupted as e:
+        argv = [a for a in sys.argv[1:] if a not in ("--resume", "--no-resume")]
+        raise Interrupted(f"{e}; continue with: {shlex.join(['gptlab', *argv, '--resume'])}", e.exit_code - 128) from None
+
+
+def run(args: argparse.Namespace) -> None:
     from gptlab.train.config import build_config
 
-    result = train(build_config(args.config, overrides(args)))
+    result = train_resumably(build_config(args.config, overrides(args)))
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports for every process
     if result.val_bpb is not None:

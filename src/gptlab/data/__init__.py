@@ -1,7 +1,7 @@
 """Training data: documents from files, token shards, train/validation corpora, window sampling;
 `gptlab.data.curate` prepares corpora the way GPT-3 did."""
 
-import importlib
+from gptlab.lazy import lazy_exports
 
 # Imported on first use: the curation workers need shards and sources, not PyTorch (sampler).
 _EXPORTS = {
@@ -14,7 +14,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"gptlab.data.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'gptlab.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

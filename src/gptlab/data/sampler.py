@@ -98,7 +98,7 @@ def _window_count(n_tokens: int, seq_len: int) -> int:
         raise GptlabError(f"seq_len must be at least 1, got {seq_len}")
     if n_tokens < seq_len + 1:
         raise GptlabError(
-            f"{n_tokens} tokens are too few for one window of seq_len {seq_len}: it takes"
-            f" {seq_len + 1} (the inputs and the next-token targets)"
+            f"{n_tokens} {'token is' if n_tokens == 1 else 'tokens are'} too few for one window of seq_len {seq_len}:"
+            f" it takes {seq_len + 1} (the inputs and the next-token targets)"
         )
     return (n_tokens - 1) // seq_len

@@ -128,6 +128,18 @@ def read_index(directory: str | os.PathLike) -> dict[str, Any]:
     return index
 
 
+def tokenizer_dir(directory: str | os.PathLike) -> Path | None:
+    """The directory of the tokenizer the shards were made with, when their index names one."""
+    index = read_index(directory)
+    name = index.get("tokenizer")
+    if name is None:
+        return None
+    path = Path(directory) / str(name)
+    if not path.is_dir():
+        raise GptlabError(f"{Path(directory) / INDEX_FILE} names tokenizer {name!r}, but {path} is missing")
+    return path
+
+
 def read_shards(directory: str | os.PathLike) -> np.ndarray:
     """All tokens: memory-mapped when there is one shard, else concatenated in memory."""
     root = Path(directory)

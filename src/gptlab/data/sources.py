@@ -1,127 +1,250 @@
-"""Training documents from the user's files: plain text files, directories, globs and JSONL.
+"""Documents from the user's files: the one reader behind `gptlab train` and every `gptlab data` stage.
 
-Bad input deep inside a large corpus (a binary file in a directory, a malformed JSONL line) is
-skipped with one counted warning rather than ending a long run; a file the user named directly
-must be readable, since they meant it.
+What a path stands for: a file is itself; a folder, its visible files, recursively (hidden files
+and folders such as .git skipped); a glob, its matches; a folder a data stage wrote, only the
+shards of documents it kept, never its removed/ and malformed/ listings or stats.json. Each file
+is read once. A file's name gives its format: .jsonl, .jsonl.gz or .json.gz hold one JSON object
+per line with a string "text" and an optional "id" (a string or an integer; FILE:LINE by default),
+other fields kept as metadata; .parquet holds rows likewise; any other file is one plain-text
+document whose id is its path.
+
+Bad input, one policy for training and for the stages: a bad record is skipped, counted and
+reported, never fatal and never silent. Skipped: a JSONL line or Parquet row that is not a UTF-8
+JSON object with a string "text"; the rest of a gzip file cut short or corrupt (the documents
+before the break are kept); a Parquet file that cannot be read; a file that cannot be opened; a
+file that looks binary (a NUL byte, or more than 1% of it not UTF-8). A text file with a few
+invalid UTF-8 bytes is kept, each bad sequence replaced by U+FFFD, and reported. Fatal, as one
+line: a named path that does not exist (or a glob that matches nothing, an empty folder), the
+output of a stage that did not finish, and input of which nothing at all is readable. Training
+warns in one line with the counts and the first example; the stages list every problem in their
+output's malformed/.
 """
 
 from __future__ import annotations
 
-import glob
 import gzip
 import json
 import os
 import sys
 import zlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gptlab.errors import GptlabError
-from gptlab.files import read_text, visible_files
+from gptlab.files import expand_paths
 
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
-_GLOB_CHARS = frozenset("*?[")
+JSONL = (".jsonl", ".jsonl.gz", ".json.gz")
+PARQUET = (".parquet",)
+SHARD_FORMATS = ("jsonl", "jsonl.gz", "parquet")
+"""The formats a stage writes its shards in."""
+STAGE_WORK = ".work"
+STAGE_SETTINGS = "settings.json"
+STAGE_STATS = "stats.json"
+"""A stage's output folder holds .work/settings.json from its start and stats.json once it finished."""
+BINARY_SHARE = 0.01
+"""A file with more invalid UTF-8 than this share of its bytes is taken for binary, not for text."""
 
 
 @dataclass(frozen=True)
 class Document:
     id: str
     text: str
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    """The record's fields besides `id` and `text`, which the stages carry to their output; left out
+    of equality and hashing, so a Document stays hashable."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Input that was skipped (a record, a file, the rest of a file) or, when `kept`, repaired."""
+
+    file: str
+    line: int | None
+    reason: str
+    kept: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.file}{'' if self.line is None else f' line {self.line}'}: {self.reason}"
+
+
+Report = Callable[[Problem], None]
+
+
+class Tally:
+    """A read's problems, counted, with the first of each kind as an example."""
+
+    def __init__(self) -> None:
+        self.skipped = self.kept = 0
+        self.first_skipped: Problem | None = None
+        self.first_kept: Problem | None = None
+
+    def __call__(self, problem: Problem) -> None:
+        if problem.kept:
+            self.kept += 1
+            self.first_kept = self.first_kept or problem
+        else:
+            self.skipped += 1
+            self.first_skipped = self.first_skipped or problem
+
+    def warning(self) -> str | None:
+        """One line saying what was skipped and repaired, or None when nothing was."""
+        parts = []
+        if self.skipped:
+            parts.append(f"skipped {self.skipped} bad record(s) or file(s), first: {self.first_skipped}")
+        if self.kept:
+            parts.append(f"kept {self.kept} file(s) with invalid UTF-8 replaced by U+FFFD, first: {self.first_kept}")
+        return "; ".join(parts) or None
 
 
 def iter_documents(paths: Sequence[str | os.PathLike]) -> Iterator[Document]:
-    """Documents from `paths` in a fixed order: paths as given, files under each sorted.
+    """The documents under `paths` in a fixed order: paths as given, the files under each sorted.
 
-    A plain file is one document with its path as id; a .jsonl or .jsonl.gz file holds one
-    document per line, an object with a string "text" and an optional "id" (default path:line).
-    Directories are walked recursively, skipping hidden files and directories; a glob pattern
-    expands like a directory's files. Walked files that are not UTF-8 are skipped and counted.
+    Problems follow the module's policy and are summed up in one warning on stderr at the end.
     """
-    seen: set[Path] = set()
-    for given in paths:
-        files, named = _expand(given)
-        skipped = []
-        for file in files:
-            key = file.resolve()
-            if key in seen:
-                continue
-            seen.add(key)
-            if file.name.endswith(JSONL_SUFFIXES):
-                yield from _jsonl_documents(file)
-                continue
-            text = read_text(file) if named else _utf8_or_none(file)
-            if text is None:
-                skipped.append(file)
-            else:
-                yield Document(str(file), text)
-        if skipped:
-            _warn(
-                f"skipped {len(skipped)} files under {given} that are not UTF-8 text,"
-                f" e.g. {skipped[0]}"
-            )
+    tally = Tally()
+    found = 0
+    for path in expand(paths):
+        for document in read_file(path, tally):
+            found += 1
+            yield document
+    if tally.skipped and not found:
+        raise GptlabError(
+            f"nothing readable in the input: {tally.skipped} bad record(s) or file(s), first: {tally.first_skipped}"
+        )
+    if warning := tally.warning():
+        print(f"warning: {warning}", file=sys.stderr)
 
 
-def _expand(given: str | os.PathLike) -> tuple[list[Path], bool]:
-    """The files `given` stands for, and whether the user named that one file directly."""
-    path = Path(given)
-    if path.is_file():
-        return [path], True
-    if path.is_dir():
-        return visible_files(path), False
-    if _GLOB_CHARS.intersection(str(given)):
-        matches = [Path(m) for m in sorted(glob.glob(str(given), recursive=True))]
-        files = [f for m in matches for f in (visible_files(m) if m.is_dir() else [m]) if f.is_file()]
-        if not files:
-            raise GptlabError(f"no files match {given}")
-        return files, False
-    raise GptlabError(f"no such file or directory: {given}")
+def expand(specs: Sequence[str | os.PathLike]) -> list[Path]:
+    """The files `specs` stand for, in order, each once: a stage's output folder is its kept shards."""
+    return expand_paths(specs, "input", stage_shards)
 
 
-def _utf8_or_none(path: Path) -> str | None:
+def stage_shards(folder: Path) -> list[Path] | None:
+    """The kept shards of a stage's output folder; None for a folder that no stage wrote."""
+    if not (folder / STAGE_WORK / STAGE_SETTINGS).is_file():
+        return None
+    if not (folder / STAGE_STATS).is_file():
+        raise GptlabError(f"{folder} is the output of a data stage that did not finish; rerun that stage first")
+    suffixes = tuple(f".{fmt}" for fmt in SHARD_FORMATS)
+    shards = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(suffixes))
+    if not shards:
+        raise GptlabError(f"{folder} is a data stage's output without documents (token shards are for gptlab train)")
+    return shards
+
+
+def read_file(path: str | os.PathLike, report: Report) -> Iterator[Document]:
+    """The documents of one file; its problems go to `report`, as the module's policy says."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(JSONL):
+        yield from _jsonl(path, report)
+    elif name.endswith(PARQUET):
+        yield from _parquet(path, report)
+    else:
+        yield from _plain(path, report)
+
+
+def _plain(path: Path, report: Report) -> Iterator[Document]:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise GptlabError(f"cannot read {path}: {e.strerror}") from None
+        report(Problem(str(path), None, f"cannot be read ({_one_line(e)})"))
+        return
+    if b"\0" in data:
+        report(Problem(str(path), None, "looks binary (it holds NUL bytes), not like text"))
+        return
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        text = data.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - data.count("\ufffd".encode())
+        if bad > BINARY_SHARE * len(data):
+            reason = f"looks binary ({bad} invalid UTF-8 sequences in {len(data)} bytes), not like text"
+            report(Problem(str(path), None, reason))
+            return
+        reason = f"{bad} invalid UTF-8 sequence(s) replaced by U+FFFD, the first at byte {e.start}"
+        report(Problem(str(path), None, reason, kept=True))
+    yield Document(str(path), text)
 
 
-def _jsonl_documents(path: Path) -> Iterator[Document]:
-    """One document per well-formed line; malformed lines are counted and reported once."""
-    malformed = 0
-    first_problem = ""
-    opener = gzip.open if path.name.endswith(".gz") else open
+def _jsonl(path: Path, report: Report) -> Iterator[Document]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    number = 0
     try:
         with opener(path, "rb") as f:
             for number, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
-                document, problem = _parse_line(line, f"{path}:{number}")
-                if document is not None:
+                document = _parse_line(line, f"{path}:{number}")
+                if isinstance(document, str):
+                    report(Problem(str(path), number, document))
+                else:
                     yield document
-                    continue
-                malformed += 1
-                first_problem = first_problem or f"line {number}: {problem}"
-    except (OSError, EOFError, zlib.error) as e:
-        raise GptlabError(f"cannot read {path}: {e}") from None
-    if malformed:
-        _warn(f"{path}: skipped {malformed} malformed lines (first at {first_problem})")
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        reason = (
+            f"cut short or corrupt after line {number} ({_one_line(e)}); the documents before it are kept"
+            if number
+            else f"cannot be read ({_one_line(e)})"
+        )
+        report(Problem(str(path), None, reason))
 
 
-def _parse_line(line: bytes, default_id: str) -> tuple[Document | None, str]:
-    """The line's document, or None and why it is not one."""
+def _parse_line(line: bytes, default_id: str) -> Document | str:
+    """The line's document, or why it is not one."""
     try:
-        record = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None, "not valid JSON"
-    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        return None, 'not an object with a string "text"'
+        record = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        return f"not valid UTF-8 (byte {e.start})"
+    except json.JSONDecodeError as e:
+        return f"not valid JSON ({e.msg.removesuffix(' at')} at column {e.colno})"  # "Unterminated string starting at"
+    return _document(record, default_id)
+
+
+def _parquet(path: Path, report: Report) -> Iterator[Document]:
+    import pyarrow.parquet as pq  # ~0.3 s: only when there is Parquet to read
+
+    row = 0
+    try:
+        table = pq.ParquetFile(path)
+        if "text" not in table.schema_arrow.names:
+            report(Problem(str(path), None, 'no "text" column'))
+            return
+        for batch in table.iter_batches():
+            for record in batch.to_pylist():
+                row += 1
+                document = _document(record, f"{path}:{row}")
+                if isinstance(document, str):
+                    report(Problem(str(path), row, document))
+                else:
+                    yield document
+    except Exception as e:  # pyarrow raises several types for a file that is not (wholly) Parquet
+        reason = (
+            f"unreadable after row {row} ({_one_line(e)}); the documents before it are kept"
+            if row
+            else f"not a readable Parquet file ({_one_line(e)})"
+        )
+        report(Problem(str(path), None, reason))
+
+
+def _document(record: Any, default_id: str) -> Document | str:
+    """The record as a Document, or why it cannot be one."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    text = record.get("text")
+    if not isinstance(text, str):
+        return 'no string "text" field'
     doc_id = record.get("id")
-    return Document(default_id if doc_id is None else str(doc_id), record["text"]), ""
+    if doc_id is None:
+        doc_id = default_id
+    elif isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
+        return '"id" is neither a string nor an integer'
+    return Document(str(doc_id), text, {k: v for k, v in record.items() if k not in ("text", "id")})
 
 
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+def _one_line(error: BaseException) -> str:
+    """The error's message whole, on one line (pyarrow's can span several)."""
+    message = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return " ".join(message.split()) or type(error).__name__

@@ -1,7 +1,14 @@
 """Autoregressive generation with a KV cache, batched prompts and streaming."""
 
-from gptlab.generation.decode import Decoder, fit_prompt
-from gptlab.generation.sampling import SamplingParams, next_tokens
-from gptlab.generation.text import TextStream, generate, stream, stream_batch
+from gptlab.generation.params import DEFAULT_MAX_NEW_TOKENS, SamplingParams
+from gptlab.lazy import lazy_exports
 
-__all__ = ["Decoder", "SamplingParams", "TextStream", "fit_prompt", "generate", "next_tokens", "stream", "stream_batch"]
+# The parameters are a plain dataclass (the CLI reads its defaults); decoding loads PyTorch on first use.
+_EXPORTS = {
+    "Decoder": "decode", "fit_prompt": "decode", "next_tokens": "sampling",
+    "TextStream": "text", "generate": "text", "stream": "text", "stream_batch": "text",
+}
+
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "SamplingParams", *_EXPORTS]
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -13,7 +13,7 @@ from typing import Any
 
 from gptlab.errors import GptlabError
 from gptlab.generation.decode import Decoder
-from gptlab.generation.sampling import SamplingParams
+from gptlab.generation.params import SamplingParams
 from gptlab.model import GPT
 from gptlab.tokenizer import Tokenizer
 
@@ -64,7 +64,7 @@ def _encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
 
 def stream_batch(model: GPT, tokenizer: Tokenizer, prompts: list[str], params: SamplingParams) -> Iterator[tuple[int, str]]:
     """Yield (prompt index, text piece) as tokens are generated, rows finishing independently."""
-    decoder = Decoder(model, [_encode_prompt(tokenizer, p) for p in prompts], params)
+    decoder = Decoder(model, [_encode_prompt(tokenizer, p) for p in prompts], params, tokenizer.vocab_size)
     streams = [TextStream(params.stop) for _ in prompts]
     eot = tokenizer.eot_id
     while not decoder.done:

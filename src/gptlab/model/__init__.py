@@ -1,8 +1,11 @@
 """The GPT model family: one module, variants as configuration."""
 
+from gptlab.lazy import lazy_exports
 from gptlab.model.config import PRESETS, GPTConfig, Preset, preset
-from gptlab.model.gpt import GPT
-from gptlab.model.kv_cache import KVCache
-from gptlab.model.local_attention import band_mask, local_attention
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "PRESETS", "Preset", "band_mask", "local_attention", "preset"]
+# The configs are plain dataclasses; the modules needing PyTorch load on first use (`gptlab --help`).
+_EXPORTS = {"GPT": "gpt", "KVCache": "kv_cache", "band_mask": "local_attention", "local_attention": "local_attention"}
+
+__all__ = ["PRESETS", "GPTConfig", "Preset", "preset", *_EXPORTS]
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

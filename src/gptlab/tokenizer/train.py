@@ -6,21 +6,20 @@ special tokens) because tiktoken, which does the encoding, needs ids equal to me
 
 from __future__ import annotations
 
-import codecs
+import contextlib
 import json
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models, pre_tokenizers, trainers
 
 from gptlab.errors import GptlabError
-from gptlab.files import expand_paths
 from gptlab.tokenizer.bpe import EOT, Tokenizer
 from gptlab.tokenizer.byte_unicode import BYTE_ORDER, BYTE_TO_UNICODE
 
-_BLOCK_BYTES = 1 << 20
+_BLOCK_CHARS = 1 << 20
 
 
 def train_tokenizer(
@@ -29,12 +28,18 @@ def train_tokenizer(
     special_tokens: Sequence[str] = (EOT,),
     progress: bool = True,
 ) -> Tokenizer:
-    """Learn vocab_size - 256 - len(special_tokens) merges from UTF-8 text files or directories.
+    """Learn vocab_size - 256 - len(special_tokens) merges from the documents under `files`.
 
-    A smaller corpus may run out of pairs to merge first, leaving a smaller vocabulary.
+    They are read as `gptlab train` reads them (gptlab.data.sources: text, JSONL, Parquet, a data
+    stage's kept shards). A smaller corpus may run out of pairs to merge first, leaving a smaller
+    vocabulary.
     """
-    paths = _collect_files(files)
-    texts = (text for path in paths for text in _read_blocks(path))
+    from gptlab.data.sources import iter_documents
+
+    files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    if not files:
+        raise GptlabError("no training files given")
+    texts = (piece for document in iter_documents(files) for piece in _pieces(document.text))
     return train_tokenizer_on_texts(texts, vocab_size, special_tokens, progress)
 
 
@@ -54,12 +59,14 @@ def train_tokenizer_on_texts(
         )
     hf = HFTokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    show_progress = progress and sys.stderr.isatty()  # a bar nobody sees still leaves its newlines
     trainer = trainers.BpeTrainer(
         vocab_size=256 + n_merges,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=progress,
+        show_progress=show_progress,
     )
-    hf.train_from_iterator(texts, trainer)
+    with _stdout_to_stderr() if show_progress else contextlib.nullcontext():
+        hf.train_from_iterator(texts, trainer)
     # Newer `tokenizers` store merges as [a, b] pairs, older ones as "a b" strings.
     merges = [
         m if isinstance(m, list) else m.split(" ")
@@ -83,39 +90,29 @@ def train_tokenizer_on_texts(
     return Tokenizer(vocab, kept)
 
 
-def _collect_files(files: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    if isinstance(files, (str, os.PathLike)):
-        files = [files]
-    paths = expand_paths(files, "training")
-    if not paths:
-        raise GptlabError("no training files given")
-    return paths
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """HF's trainer draws its progress bars on stderr but ends each with a newline on stdout (file
+    descriptor 1, below Python): send that to stderr too, so stdout carries only our output."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
-def _read_blocks(path: Path) -> Iterator[str]:
-    """The file's text in ~1 MiB pieces cut after a newline.
+def _pieces(text: str) -> Iterator[str]:
+    """The text in ~1 MiB pieces cut after a newline.
 
-    Feeding whole pieces rather than HF's line-by-line file reader keeps runs of newlines
-    together, so BPE can learn them as GPT-2 did ("\\n\\n" is one token).
+    Feeding whole pieces rather than HF's line-by-line reader keeps runs of newlines together, so
+    BPE can learn them as GPT-2 did ("\\n\\n" is one token).
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    pending = ""
-    offset = 0
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(_BLOCK_BYTES)
-            held = len(decoder.getstate()[0])  # bytes of a character split by the last block
-            try:
-                text = pending + decoder.decode(block, final=not block)
-            except UnicodeDecodeError as e:
-                raise GptlabError(
-                    f"{path} is not valid UTF-8 (byte {offset - held + e.start})"
-                ) from None
-            if not block:
-                break
-            offset += len(block)
-            cut = text.rfind("\n") + 1 or len(text)
-            yield text[:cut]
-            pending = text[cut:]
-    if text:
-        yield text
+    start = 0
+    while start < len(text):
+        end = text.rfind("\n", start, start + _BLOCK_CHARS) + 1 if len(text) - start > _BLOCK_CHARS else len(text)
+        end = end if end > start else start + _BLOCK_CHARS
+        yield text[start:end]
+        start = end

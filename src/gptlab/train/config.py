@@ -23,8 +23,9 @@ from gptlab.model import GPTConfig
 class TrainConfig:
     data: list[str] = field(default_factory=list)
     """Text files, folders of them, JSONL files with a `text` field, or token-shard directories."""
-    tokenizer: str = "byte"
-    """`byte`, `char`, `bpe:N` (train an N-token BPE on the training split), or a tokenizer/checkpoint directory."""
+    tokenizer: str | None = None
+    """`byte`, `char`, `bpe:N` (train an N-token BPE on the training split), or a tokenizer/checkpoint directory;
+    default: the token shards' own tokenizer, else `byte`."""
     tokenizer_sample_mb: float | None = None
     """Fit `bpe:N` to at most this many MB of training documents, spread over the corpus; default all."""
     model: str = "mini"

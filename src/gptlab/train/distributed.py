@@ -20,6 +20,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -46,6 +47,14 @@ class Runtime:
         t = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return t.item() / self.world_size
+
+    def any(self, flag: bool) -> bool:
+        """Whether any process has `flag` set, so that all of them act on it at the same step."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
     def gather(self, obj: Any) -> list[Any]:
         if not self.distributed:
@@ -77,18 +86,6 @@ class Runtime:
     def shutdown(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise GptlabError(f"unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GptlabError("device cuda requested but no GPU is available")
-    return device
 
 
 def start(device_name: str) -> Runtime:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from gptlab import checkpoint
+from gptlab import atomic, checkpoint
+from gptlab.checkpoint.io import check_vocab
 from gptlab.data import (
     Document,
     Split,
@@ -33,12 +35,12 @@ from gptlab.data import (
     iter_documents,
     split_documents,
 )
-from gptlab.data.shards import is_shards_dir
-from gptlab.errors import GptlabError
+from gptlab.data.shards import is_shards_dir, tokenizer_dir
+from gptlab.errors import GptlabError, Interrupted
 from gptlab.generation import generate
 from gptlab.model import GPT, PRESETS, GPTConfig, preset
 from gptlab.tokenizer import CharTokenizer, byte_tokenizer, load_tokenizer, train_tokenizer_on_texts
-from gptlab.train import distributed
+from gptlab.train import distributed, run_dir
 from gptlab.train.checkpointing import Resumed, checkpoints, load_latest, save_checkpoint
 from gptlab.train.config import TrainConfig
 from gptlab.train.metrics import MetricsLog, plot_loss
@@ -63,10 +65,14 @@ def resolve_tokenizer(config: TrainConfig, out: Path, progress: bool, split: Spl
     """The tokenizer `config.tokenizer` names; `bpe:N` is fitted to the training split alone.
 
     Fitting it to validation text too would let it learn that text's words as single tokens and
-    flatter validation loss (by ~0.2 bits per byte on tinyshakespeare at 2k tokens).
+    flatter validation loss (by ~0.2 bits per byte on tinyshakespeare at 2k tokens). Token shards
+    bring their own tokenizer, which is the default for them.
     """
     spec = config.tokenizer
-    if spec == "byte":
+    shard_dirs = [path for path in config.data if is_shards_dir(path)]
+    if shard_dirs:
+        return _shards_tokenizer(shard_dirs, spec)
+    if spec is None or spec == "byte":
         return byte_tokenizer()
     if spec == "char":  # every character of the data, so validation text never meets an unknown one
         documents = split.train + split.val if split else iter_documents(config.data)
@@ -76,16 +82,54 @@ def resolve_tokenizer(config: TrainConfig, out: Path, progress: bool, split: Spl
             size = int(spec[4:])
         except ValueError:
             raise GptlabError(f"tokenizer {spec!r}: expected bpe:N with N the vocabulary size") from None
-        if any(is_shards_dir(path) for path in config.data):
-            raise GptlabError(f"tokenizer {spec!r} cannot be fitted to token shards; pass the tokenizer they were made with")
         split = split or split_documents(config.data, config.val_fraction, config.seed)
         documents = _spread_sample(split.train, config.tokenizer_sample_mb)
         tokenizer = train_tokenizer_on_texts((doc.text for doc in documents), size, progress=progress)
         tokenizer.save(out / "tokenizer")
         return tokenizer
+    return _tokenizer_dir(spec)
+
+
+def _tokenizer_dir(spec: str):
     if not Path(spec).is_dir():
         raise GptlabError(f"tokenizer must be byte, char, bpe:N or a tokenizer directory; {spec!r} is none of these")
     return load_tokenizer(spec)
+
+
+def _shards_tokenizer(directories: list[str], spec: str | None):
+    """The tokenizer the shards' index names; one given in `spec` must be that same tokenizer.
+
+    Shards that name none (written by `write_shards` without one) take `spec`, else bytes; the
+    corpus reader still checks their ids against it.
+    """
+    named = [(directory, tokenizer_dir(directory)) for directory in directories]
+    made_with = [(directory, load_tokenizer(path)) for directory, path in named if path is not None]
+    for directory, other in made_with[1:]:
+        if not _same_tokenizer(made_with[0][1], other):
+            raise GptlabError(f"token shards in {made_with[0][0]} and {directory} were made with different tokenizers")
+    given = None
+    if spec is not None:
+        if spec == "char" or spec.startswith("bpe:"):
+            raise GptlabError(f"tokenizer {spec!r} cannot be fitted to token shards; they bring their own tokenizer")
+        given = byte_tokenizer() if spec == "byte" else _tokenizer_dir(spec)
+    if not made_with:
+        return given or byte_tokenizer()
+    directory, theirs = made_with[0]
+    if given is not None and not _same_tokenizer(given, theirs):
+        raise GptlabError(
+            f"--tokenizer {spec} is not the tokenizer the token shards in {directory} were made with;"
+            " leave --tokenizer out to use theirs"
+        )
+    return theirs
+
+
+def _same_tokenizer(a, b) -> bool:
+    """Same ids for the same byte strings, special tokens included."""
+    return (
+        a.vocab_size == b.vocab_size
+        and a.eot_id == b.eot_id
+        and all(a.decode_bytes([i]) == b.decode_bytes([i]) for i in range(a.vocab_size))
+    )
 
 
 def _spread_sample(documents: list[Document], megabytes: float | None) -> list[Document]:
@@ -140,14 +184,57 @@ def evaluate(model: GPT, tokens: np.ndarray, starts: np.ndarray, seq_len: int, t
 
 
 def train(config: TrainConfig) -> TrainResult:
+    """Run `config` in its `out` directory, which no other run may use meanwhile.
+
+    The first SIGINT or SIGTERM ends the run after the current step with a checkpoint saved
+    (raising `Interrupted`); a second one quits at once.
+    """
     runtime = distributed.start(config.device)
     try:
-        return _train(config, runtime)
+        with run_dir.locked(Path(config.out)) if runtime.is_main else contextlib.nullcontext():
+            with run_dir.stop_on_signal() as stop:
+                return _train(config, runtime, stop)
     finally:
         runtime.shutdown()
 
 
-def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
+# Settings a resumed run may change: they decide how a run is watched and run, not what it computes.
+_RESUMABLE_CHANGES = frozenset({
+    "out", "resume", "progress", "device", "threads", "tensorboard", "log_every", "eval_every", "eval_windows",
+    "save_every", "keep_checkpoints", "sample_tokens", "sample_prompt", "compile", "activation_checkpointing",
+    "micro_batch_size", "distributed", "on_nan", "max_steps",
+})
+
+
+def check_resumable(config: TrainConfig, resumed: Resumed) -> None:
+    """Refuse to continue a run under settings other than those it was trained with.
+
+    Only the keys in _RESUMABLE_CHANGES may differ; max_steps may grow (the cosine decay then
+    stretches to the new end, unless lr_decay_steps was set).
+    """
+    saved_json = resumed.state.get("config")
+    if saved_json is None:
+        return
+    saved = json.loads(saved_json)
+    seq_len = config.seq_len or resumed.lm.model.config.n_ctx
+    current = with_paper_defaults(config, seq_len).to_dict()
+    if current["tokenizer"] is None:  # not given: the checkpoint's own tokenizer is used
+        current.pop("tokenizer")
+    differ = [key for key in current if key in saved and key not in _RESUMABLE_CHANGES and current[key] != saved[key]]
+    if differ:
+        changes = ", ".join(f"{key} {saved[key]!r} -> {current[key]!r}" for key in differ)
+        raise GptlabError(
+            f"--resume with settings that differ from the run in {config.out} ({changes}); "
+            "resume with the run's own settings, or start a new run with another --out"
+        )
+    step = resumed.state["step"]
+    if config.max_steps <= step:
+        raise GptlabError(
+            f"the run in {config.out} is already at step {step}; pass --max-steps above {step} to train it further"
+        )
+
+
+def _train(config: TrainConfig, runtime: distributed.Runtime, stop: run_dir.StopRequest) -> TrainResult:
     if not config.data:
         raise GptlabError("no training data: pass --data PATH (files, folders, JSONL or token shards)")
     if config.threads:
@@ -160,6 +247,10 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
         raise GptlabError(f"{out} already holds checkpoints of a run; pass --resume to continue it or choose another --out")
     if config.resume and resumed is None and runtime.is_main:
         print(f"warning: nothing to resume in {out}; starting a new run", file=sys.stderr)
+    if resumed:
+        check_resumable(config, resumed)
+        if runtime.is_main:
+            print(f"resuming {out} from step {resumed.state['step']} ({resumed.path.name})", file=sys.stderr)
 
     texts = not any(is_shards_dir(path) for path in config.data)
     split = split_documents(config.data, config.val_fraction, config.seed) if texts else None
@@ -167,6 +258,7 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
     corpus = build_corpus(config.data, tokenizer, config.val_fraction, config.seed, show, split)
     torch.manual_seed(config.seed)
     model = resumed.lm.model if resumed else GPT(model_config(config, tokenizer.vocab_size))
+    check_vocab(model.config, tokenizer, "--vocab-size", strict=True)  # refused now, not at the first save
     mcfg = model.config
     seq_len = config.seq_len or mcfg.n_ctx
     if seq_len > mcfg.n_ctx:
@@ -192,7 +284,7 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
     autocast = _autocast(config, device)
     metrics = MetricsLog(out / "metrics.jsonl", step, out / "tensorboard" if config.tensorboard else None) if runtime.is_main else None
     if runtime.is_main:
-        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        atomic.write_text(out / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
         if show:
             params = model.num_params()
             tqdm.write(
@@ -208,6 +300,15 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
     window_tokens, window_start = 0, time.perf_counter()
     plotted_at = window_start
     plot_title = f"{config.model} on {_data_label(config.data)}"[:90]
+
+    def save(step: int) -> Path | None:
+        weights = distributed.full_weights(model)
+        state = {"step": step, "optimizer": distributed.full_optimizer_state(model, optimizer),
+                 "sampler": sampler.state_dict(), "rng": runtime.rng_states(), "config": json.dumps(config.to_dict())}
+        path = save_checkpoint(out, step, model, tokenizer, state, config.keep_checkpoints, weights) if runtime.is_main else None
+        runtime.barrier()
+        return path
+
     while step < config.max_steps:
         lr = lr_at(step, config, peak)
         for group in optimizer.param_groups:
@@ -275,14 +376,18 @@ def _train(config: TrainConfig, runtime: distributed.Runtime) -> TrainResult:
                     plotted_at = time.perf_counter()
             window_tokens, window_start = 0, time.perf_counter()  # evaluation time is not training throughput
 
-        if step % config.save_every == 0 or step == config.max_steps:
-            weights = distributed.full_weights(model)
-            state = {"step": step, "optimizer": distributed.full_optimizer_state(model, optimizer),
-                     "sampler": sampler.state_dict(), "rng": runtime.rng_states(), "config": json.dumps(config.to_dict())}
-            if runtime.is_main:
-                save_checkpoint(out, step, model, tokenizer, state, config.keep_checkpoints, weights)
-            runtime.barrier()
+        stopping = runtime.any(bool(stop)) and step < config.max_steps
+        if step % config.save_every == 0 or step == config.max_steps or stopping:
+            saved = save(step)
             window_tokens, window_start = 0, time.perf_counter()
+            if stopping:
+                bar.close()
+                if runtime.is_main:
+                    if metrics.rows:
+                        plot_loss(metrics.rows, out / "loss.png", plot_title)
+                    metrics.close()
+                name = signal.Signals(stop.signum or signal.SIGTERM).name
+                raise Interrupted(f"stopped by {name} at step {step}; saved {saved or out}", stop.signum or signal.SIGTERM)
     bar.close()
 
     final = out / "final"

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import signal
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,15 @@ from typing import Any
 # is first imported; progress bars and the stage summary say what matters. LOGURU_LEVEL overrides.
 os.environ.setdefault("LOGURU_LEVEL", "WARNING")
 
+import multiprocess.context  # noqa: E402
 from datatrove.data import Document, DocumentsPipeline  # noqa: E402
 from datatrove.executor import LocalPipelineExecutor  # noqa: E402
 from datatrove.pipeline.base import PipelineStep  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from gptlab import atomic  # noqa: E402
-from gptlab.data.curate.documents import ShardWriter, read_documents, shard_name  # noqa: E402
+from gptlab.data.curate.documents import ShardWriter, shard_name  # noqa: E402
+from gptlab.data.sources import STAGE_SETTINGS, STAGE_STATS, STAGE_WORK, Problem, read_file  # noqa: E402
 from gptlab.errors import GptlabError  # noqa: E402
 from gptlab.files import read_json  # noqa: E402
 
@@ -55,9 +59,9 @@ class Workspace:
 
     def __init__(self, output: str | os.PathLike, settings: dict[str, Any]):
         self.output = Path(output)
-        self.work = self.output / ".work"
+        self.work = self.output / STAGE_WORK
         self.malformed = self.output / "malformed"
-        saved = self.work / "settings.json"
+        saved = self.work / STAGE_SETTINGS
         if saved.is_file():
             if read_json(saved) != json.loads(json.dumps(settings)):
                 raise GptlabError(
@@ -93,7 +97,8 @@ class Workspace:
         return path
 
     def finish(self, stage: str, **extra: Any) -> dict[str, Any]:
-        """Sum the tasks' counters, add `extra`, and write them to stats.json."""
+        """Sum the tasks' counters, add `extra`, and write them to stats.json; input of which
+        nothing at all was readable is an error."""
         totals: Counter[str] = Counter()
         removed: Counter[str] = Counter()
         for path in sorted(self.work.rglob("counts/*.json")):
@@ -102,13 +107,16 @@ class Workspace:
             counts = read_json(path)
             removed.update(counts.pop("removed_by_reason", {}))
             totals.update(counts)
+        if totals["malformed"] and not totals["documents_in"]:
+            bad = f"{totals['malformed']:,} bad record(s) or file(s)"
+            raise GptlabError(f"nothing readable in the input: {bad}, listed in {self.malformed}")
         stats = {
             "stage": stage,
             **dict(sorted(totals.items())),
             "removed_by_reason": dict(removed.most_common()),
             **extra,
         }
-        atomic.write_text(self.output / "stats.json", json.dumps(stats, indent=2) + "\n")
+        atomic.write_text(self.output / STAGE_STATS, json.dumps(stats, indent=2) + "\n")
         return stats
 
 
@@ -122,8 +130,66 @@ def _start_ray() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, include_dashboard=False)
 
 
+def _tie_to(owner: int) -> None:
+    """End this process the moment process `owner` ends, however it ends (SIGKILL included).
+
+    A pidfd becomes readable when its process exits, whoever its parent is: pool workers are
+    children of datatrove's forkserver, not of the stage process. Without pidfds (not Linux 5.3+)
+    nothing is tied.
+    """
+    try:
+        lifeline = os.pidfd_open(owner)
+    except ProcessLookupError:  # ended already
+        os.kill(os.getpid(), signal.SIGKILL)
+    except (AttributeError, OSError):
+        return
+
+    def watch() -> None:
+        select.select([lifeline], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="gptlab-lifeline", daemon=True).start()
+
+
+_running_for: int | None = None
+"""The stage process while its local executor runs; processes forked meanwhile (datatrove's
+Manager, and anything they fork) are tied to it."""
+
+
+def _tie_forked_child() -> None:
+    if _running_for is not None:
+        _tie_to(_running_for)
+
+
+os.register_at_fork(after_in_child=_tie_forked_child)
+
+
+class _TiedForkServerContext(multiprocess.context.ForkServerContext):
+    """datatrove's default start method, each pool worker tied to the process that made the pool."""
+
+    def Pool(self, processes: int | None = None):  # noqa: N802 (multiprocessing's name)
+        return super().Pool(processes, _tie_to, (os.getpid(),))
+
+
+_TIED_START = "gptlab-forkserver"
+multiprocess.context._concrete_contexts[_TIED_START] = _TiedForkServerContext()  # how datatrove finds contexts
+
+
 class _QuietLocalExecutor(LocalPipelineExecutor):
-    """datatrove logs a task's progress to the console only for local_rank 0, a label for logs."""
+    """datatrove's local executor whose processes never outlive the stage: a SIGKILLed stage left
+    its Manager and pool workers running. And it logs a task's progress to the console only for
+    local_rank 0, a label for logs."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, start_method=_TIED_START, **kwargs)
+
+    def run(self):
+        global _running_for
+        _running_for = os.getpid()
+        try:
+            return super().run()
+        finally:
+            _running_for = None
 
     def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
         return super()._run_for_rank(rank, local_rank + 1, node_rank)
@@ -157,7 +223,7 @@ class _TaskProgress:
 
 
 class ReadInputs(PipelineStep):
-    """Task `rank` reads files[rank::world_size]; malformed records are listed and counted."""
+    """Task `rank` reads files[rank::world_size]; records skipped or repaired are listed and counted."""
 
     name, type = "read inputs", "Reader"
 
@@ -166,21 +232,18 @@ class ReadInputs(PipelineStep):
         self.files, self.work, self.malformed_dir = list(files), work, malformed_dir
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
-        malformed: list[dict[str, Any]] = []
+        problems: list[Problem] = []
         counts = Counter()
-
-        def note(file: str, line: int | None, reason: str) -> None:
-            malformed.append({"file": file, "line": line, "reason": reason})
-
         for path in self.files[rank::world_size]:
-            for document in read_documents(path, note):
+            for document in read_file(path, problems.append):
                 counts["documents_in"] += 1
                 counts["bytes_in"] += len(document.text.encode("utf-8"))
                 self.stat_update("documents_in")
-                yield document
-        counts["malformed"] = len(malformed)
+                yield Document(text=document.text, id=document.id, metadata=dict(document.metadata))
+        counts["malformed"] = sum(not p.kept for p in problems)
+        counts["repaired"] = sum(p.kept for p in problems)
         write_counts(self.work, f"{rank:05d}.read", counts)
-        lines = "".join(json.dumps(m) + "\n" for m in malformed)
+        lines = "".join(json.dumps(asdict(p)) + "\n" for p in problems)
         atomic.write_text(Path(self.malformed_dir) / f"{rank:05d}.jsonl", lines)
 
 
@@ -217,28 +280,35 @@ def write_counts(work: str | os.PathLike, name: str, counts: dict[str, Any]) -> 
     atomic.write_text(Path(work) / "counts" / f"{name}.json", json.dumps(dict(counts)) + "\n")
 
 
+_SUMMED_UP = {
+    "stage", "documents_in", "documents_out", "documents_removed", "documents_written", "tokens_written",
+    "bytes_in", "bytes_out", "removed_by_reason", "malformed", "repaired",
+}
+"""Stats that `summary` words itself; it lists the others as they are."""
+
+
 def summary(stats: dict[str, Any]) -> str:
     """The stats as a few lines a person reads at a glance."""
     lines = [f"{stats['stage']}:"]
-    docs_in, docs_out = stats.get("documents_in", 0), stats.get("documents_out", 0)
-    bytes_in, bytes_out = stats.get("bytes_in", 0), stats.get("bytes_out", 0)
-    share = f" ({docs_out / docs_in:.1%} kept)" if docs_in else ""
-    lines.append(f"  documents  {docs_in:,} in -> {docs_out:,} out{share}")
-    lines.append(f"  bytes      {bytes_in / 1e6:,.2f} MB in -> {bytes_out / 1e6:,.2f} MB out")
+    docs_in, bytes_in = stats.get("documents_in", 0), stats.get("bytes_in", 0)
+    if "tokens_written" in stats:  # mix, tokenize: token shards, documents sampled by weight (some repeated)
+        written = f"{stats['documents_written']:,} written ({stats['tokens_written']:,} tokens)"
+        lines.append(f"  documents  {docs_in:,} in -> {written}")
+        lines.append(f"  bytes      {bytes_in / 1e6:,.2f} MB in")
+    else:
+        docs_out, bytes_out = stats.get("documents_out", 0), stats.get("bytes_out", 0)
+        share = f" ({docs_out / docs_in:.1%} kept)" if docs_in else ""
+        lines.append(f"  documents  {docs_in:,} in -> {docs_out:,} out{share}")
+        lines.append(f"  bytes      {bytes_in / 1e6:,.2f} MB in -> {bytes_out / 1e6:,.2f} MB out")
     for reason, count in stats.get("removed_by_reason", {}).items():
         lines.append(f"  removed    {count:,} ({reason})")
     if stats.get("malformed"):
-        lines.append(f"  malformed  {stats['malformed']:,} input records skipped (listed in malformed/)")
+        lines.append(f"  malformed  {stats['malformed']:,} input records or files skipped (listed in malformed/)")
+    if stats.get("repaired"):
+        repaired = f"{stats['repaired']:,} text files kept, invalid UTF-8 replaced by U+FFFD"
+        lines.append(f"  repaired   {repaired} (listed in malformed/)")
     for key, value in stats.items():
-        if key not in {
-            "stage",
-            "documents_in",
-            "documents_out",
-            "bytes_in",
-            "bytes_out",
-            "removed_by_reason",
-            "malformed",
-            "documents_removed",
-        }:
-            lines.append(f"  {key:<10} {value:,}" if isinstance(value, (int, float)) else f"  {key}: {value}")
+        if key in _SUMMED_UP or isinstance(value, dict):  # mix's per-source table: the CLI prints it
+            continue
+        lines.append(f"  {key:<10} {value:,}" if isinstance(value, (int, float)) else f"  {key}: {value}")
     return "\n".join(lines)

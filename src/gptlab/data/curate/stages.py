@@ -22,7 +22,6 @@ from datatrove.pipeline.base import PipelineStep
 
 from gptlab import atomic
 from gptlab.data.curate import decontaminate as decon
-from gptlab.data.curate.documents import expand_inputs, read_documents
 from gptlab.data.curate.engine import REMOVED, Engine, ReadInputs, Workspace, WriteOutputs, write_counts
 from gptlab.data.curate.minhash import (
     ROW,
@@ -36,6 +35,7 @@ from gptlab.data.curate.minhash import (
 )
 from gptlab.data.curate.quality_filter import pareto_keep, plot_scores
 from gptlab.data.shards import token_dtype, write_shards
+from gptlab.data.sources import expand, iter_documents
 from gptlab.errors import GptlabError
 
 _BATCH = 512
@@ -53,8 +53,22 @@ def _batches(data: DocumentsPipeline) -> Iterator[list[Document]]:
         yield batch
 
 
-def _files(inputs: Sequence[str]) -> list[str]:
-    return [str(path) for path in expand_inputs(inputs)]
+def _files(specs: Sequence[str], output: str) -> list[str]:
+    """The files `specs` stand for. An output among them is refused: the next read of these
+    inputs would take its shards and listings for input and double the corpus."""
+    out = Path(output).resolve()
+    for spec in specs:
+        folder = Path(spec).resolve()
+        if Path(spec).is_dir() and out.is_relative_to(folder):
+            where = "the" if out == folder else "inside the"
+            raise GptlabError(
+                f"--output {output} is {where} input folder {spec}; choose an --output outside the inputs"
+            )
+    files = expand(specs)
+    for file in files:
+        if file.resolve().is_relative_to(out):
+            raise GptlabError(f"input {file} is inside --output {output}; choose an --output outside the inputs")
+    return [str(file) for file in files]
 
 
 def _settings(stage: str, files: list[str], **options: Any) -> dict[str, Any]:
@@ -105,7 +119,7 @@ def quality_filter(
 ) -> dict[str, Any]:
     from gptlab.data.curate.classifier import QualityClassifier
 
-    files = _files(inputs)
+    files = _files(inputs, output)
     QualityClassifier.load(model)  # a bad model path fails here, once, not in every task
     ws = Workspace(
         output, _settings("filter", files, model=str(Path(model).resolve()), alpha=alpha, seed=seed, fmt=fmt)
@@ -293,7 +307,7 @@ def dedup(
     its own documents' rows, a candidates task one partition of all rows, and the union-find the
     documents that have a near-duplicate.
     """
-    files, reference = _files(inputs), _files(against) if against else []
+    files, reference = _files(inputs, output), _files(against, output) if against else []
     if partitions is None:
         partitions = min(MAX_PARTITIONS, 1 + sum(os.path.getsize(f) for f in files) // PARTITION_BYTES)
     if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
@@ -422,7 +436,7 @@ def decontaminate(
     removed_text: bool = False,
 ) -> dict[str, Any]:
     """`max_documents`: n-grams found in more documents than this are common phrases, not leaks."""
-    files, bench_files = _files(inputs), _files(benchmarks)
+    files, bench_files = _files(inputs, output), _files(benchmarks, output)
     ws = Workspace(
         output,
         _settings(
@@ -440,10 +454,7 @@ def decontaminate(
     work = str(ws.work)
 
     def benchmark_ngrams(into: Path) -> None:
-        def fail(file: str, line: int | None, reason: str) -> None:
-            raise GptlabError(f"benchmark file {file}{f' line {line}' if line else ''}: {reason}")
-
-        texts = (doc.text for path in bench_files for doc in read_documents(path, fail))
+        texts = (doc.text for doc in iter_documents(bench_files))
         _save_npy(into, np.array(sorted(decon.benchmark_ngrams(texts, n)), dtype=np.uint64))
 
     ngrams = ws.once("benchmark-ngrams.npy", benchmark_ngrams)
@@ -526,10 +537,10 @@ def mix(
         raise GptlabError(f"give a weight for each source: sources {sorted(sources)}, weights {sorted(weights)}")
     if any(w <= 0 for w in weights.values()):
         raise GptlabError("mixture weights must be positive")
+    files = {name: _files(paths, output) for name, paths in sources.items()}
     tok = load_tokenizer(tokenizer)
     if tok.eot_id is None:
         raise GptlabError(f"the tokenizer in {tokenizer} has no <|endoftext|> to join documents with")
-    files = {name: _files(paths) for name, paths in sources.items()}
     total_weight = sum(weights.values())
     share = {name: weights[name] / total_weight for name in sources}
     ws = Workspace(
@@ -577,7 +588,9 @@ def mix(
         }
         for name in sources
     }
-    return ws.finish("mix", tokens_written=written, token_budget=budget, sources=report)
+    return ws.finish(
+        "mix", documents_written=len(order), tokens_written=written, token_budget=budget, sources=report
+    )
 
 
 def _documents(directory: Path, tasks: int) -> list[np.ndarray]:

@@ -1,0 +1,50 @@
+"""What to generate and how to pick each token: one set of defaults, for the library and the CLI.
+
+Kept free of PyTorch so that `gptlab generate --help` can show these defaults at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gptlab.errors import GptlabError
+
+DEFAULT_MAX_NEW_TOKENS = 128
+"""New tokens when max_new_tokens is None, fewer where the model's context ends first."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int | None = None
+    """None: up to DEFAULT_MAX_NEW_TOKENS, stopping at the end of the context, so any checkpoint works."""
+    temperature: float = 1.0
+    """0 means greedy decoding."""
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float = 1.0
+    """CTRL's penalty: divide positive logits (multiply negative) of tokens already present by this."""
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    truncate: bool = False
+    """Drop the start of prompts that do not fit the context instead of refusing them."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise GptlabError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise GptlabError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise GptlabError(f"top_k must be at least 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise GptlabError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise GptlabError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+    def new_tokens(self, prompt_tokens: int, n_ctx: int) -> int:
+        """How many tokens to generate after a (fitted) prompt of this length."""
+        return self.max_new_tokens or min(DEFAULT_MAX_NEW_TOKENS, n_ctx - prompt_tokens)
+
+    def reserved(self, n_ctx: int) -> int:
+        """Context positions a truncated prompt leaves free: the default keeps half the context for it."""
+        return self.max_new_tokens or min(DEFAULT_MAX_NEW_TOKENS, n_ctx // 2)

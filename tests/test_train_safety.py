@@ -1,0 +1,195 @@
+"""A run directory is never silently shared, resumed under other settings, or lost to Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_train import TINY, losses, train_cli
+
+from gptlab.cli.main import main
+from gptlab.data.shards import read_index
+from gptlab.errors import GptlabError
+from gptlab.train import build_config, train
+from gptlab.train.run_dir import LOCK_FILE, locked, stop_on_signal
+
+
+def wait_for(condition, process, what: str, seconds: float = 300) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        assert process.poll() is None, f"the run ended before {what}: {process.communicate()[1][-2000:]}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def steps_saved(out: Path) -> list[int]:
+    return sorted(int(p.name.split("_")[1]) for p in (out / "checkpoints").glob("step_*"))
+
+
+def one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+# --- one run per directory -------------------------------------------------------------------------
+
+
+def test_a_second_run_into_a_busy_directory_is_refused_and_a_kill_frees_it(tmp_path, corpus):
+    out = tmp_path / "run"
+    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 5, "--eval-every", 1000, *TINY]
+    first = train_cli(*args, "--max-steps", 100_000, "--out", out, wait=False)
+    try:
+        wait_for(lambda: steps_saved(out), first, "its first checkpoint")
+        settings = (out / "train_config.json").read_bytes()
+        second = train_cli(*args, "--max-steps", 3, "--lr", 0.5, "--out", out)
+        one_line_error(second, "in use by another gptlab run")
+        assert f"pid {first.pid}" in second.stderr
+        assert (out / "train_config.json").read_bytes() == settings
+        resumed_too = train_cli(*args, "--max-steps", 100_000, "--out", out, "--resume")
+        one_line_error(resumed_too, "in use by another gptlab run")
+    finally:
+        first.kill()
+        first.wait()
+    with locked(out):  # the kernel released the killed run's lock
+        assert (out / LOCK_FILE).read_text().strip() == str(os.getpid())
+
+
+def test_the_library_refuses_a_locked_directory(tmp_path, corpus):
+    config = build_config(None, {"data": [str(corpus)], "out": str(tmp_path / "run"), "max_steps": 1, "progress": False})
+    with locked(tmp_path / "run"), pytest.raises(GptlabError, match="in use"):
+        train(config)
+
+
+# --- resume under the run's own settings -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, listed",
+    [
+        (["--lr", "0.002"], "lr 0.001 -> 0.002"),
+        (["--batch-size", "4"], "batch_size 8 -> 4"),
+        (["--n-layer", "3"], "model_overrides"),
+        (["--model", "mini"], "model 'tiny' -> 'mini'"),
+        (["--seed", "7"], "seed 1337 -> 7"),
+    ],
+)
+def test_resume_with_changed_settings_is_refused(tmp_path, corpus, change, listed):
+    out = tmp_path / "run"
+    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 2, "--eval-every", 100, "--out", out, *TINY]
+    assert train_cli(*args, "--max-steps", 2).returncode == 0
+    refused = train_cli(*args, "--max-steps", 4, "--resume", *change)
+    one_line_error(refused, listed)
+    assert steps_saved(out) == [2]
+
+
+def test_resume_with_other_data_is_refused_and_max_steps_may_grow(tmp_path, corpus):
+    out = tmp_path / "run"
+    other = tmp_path / "other.txt"
+    other.write_text(corpus.read_text()[:50_000])
+    args = ["--tokenizer", "byte", "--save-every", 2, "--eval-every", 100, "--out", out, *TINY]
+    assert train_cli("--data", corpus, *args, "--max-steps", 2).returncode == 0
+    one_line_error(train_cli("--data", other, *args, "--max-steps", 4, "--resume"), "data")
+    one_line_error(train_cli("--data", corpus, *args, "--max-steps", 2, "--resume"), "already at step 2")
+    extended = train_cli("--data", corpus, *args, "--max-steps", 4, "--resume", "--log-every", 2)
+    assert extended.returncode == 0, extended.stderr
+    assert "from step 2" in extended.stderr
+    assert steps_saved(out)[-1] == 4 and max(losses(out)) == 4
+
+
+# --- Ctrl-C and SIGTERM save before stopping ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_saves_the_current_step_and_says_how_to_resume(tmp_path, corpus, signum):
+    out = tmp_path / "run"
+    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 10_000, "--eval-every", 10_000, "--out", out, *TINY]
+    process = train_cli(*args, "--max-steps", 100_000, wait=False)
+    wait_for(lambda: (out / "metrics.jsonl").is_file() and len(losses(out)) >= 3, process, "three steps")
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, stderr
+    (saved,) = steps_saved(out)  # none was due: this one was written because of the signal
+    assert saved >= 3 and max(losses(out)) == saved
+    last = stderr.strip().splitlines()[-1]
+    assert f"stopped by {signal.Signals(signum).name} at step {saved}" in last and "Traceback" not in stderr
+    command = last.split("continue with: ")[1]
+    assert command.startswith("gptlab train ") and command.endswith(" --resume")
+    resumed = subprocess.run(
+        [sys.executable, "-m", "gptlab", *command.split()[1:], "--max-steps", str(saved + 2)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"from step {saved}" in resumed.stderr and max(losses(out)) == saved + 2
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path, corpus):
+    out = tmp_path / "run"
+    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 10_000, "--eval-every", 10_000, "--out", out, *TINY]
+    # a model whose step takes seconds, so the second signal lands before the step and its save end
+    big = ["--d-model", 512, "--n-layer", 4, "--n-head", 8, "--seq-len", 128, "--batch-size", 32]
+    process = train_cli(*args, "--max-steps", 100_000, *big, wait=False)
+    wait_for(lambda: (out / "metrics.jsonl").is_file() and losses(out), process, "a step")
+    process.send_signal(signal.SIGINT)
+    while "Ctrl-C again" not in (line := process.stderr.readline()):
+        assert line, "the run ended without acknowledging Ctrl-C"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "gptlab: interrupted"
+    assert not (out / "checkpoints").is_dir() or not steps_saved(out)
+    assert not list(out.rglob(".*.tmp")), "a temporary checkpoint was left behind"
+
+
+def test_stop_on_signal_asks_once_then_quits():
+    with stop_on_signal() as stop:
+        assert not stop
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signum == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# --- token shards bring their tokenizer ----------------------------------------------------------------
+
+
+@pytest.fixture()
+def shards(tmp_path, corpus, small_tokenizer, capsys) -> Path:
+    """`gptlab data mix`'s output, as its summary tells the user to train on it."""
+    small_tokenizer.save(tmp_path / "tok")
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "a.jsonl").write_text(
+        "".join(json.dumps({"text": corpus.read_text()[i : i + 2000]}) + "\n" for i in range(0, 60_000, 2000))
+    )
+    main(["data", "mix", "--input", f"web={tmp_path / 'web'}", "--weight", "web=1", "--tokenizer",
+          str(tmp_path / "tok"), "--output", str(tmp_path / "shards"), "--workers", "1"])
+    assert f"gptlab train --data {tmp_path / 'shards'}" in capsys.readouterr().out  # the command tried below
+    return tmp_path / "shards"
+
+
+def test_token_shards_train_with_their_own_tokenizer(tmp_path, shards, small_tokenizer):
+    assert read_index(shards)["vocab_size"] > 256  # more than the byte tokenizer's
+    out = tmp_path / "run"
+    result = train_cli("--data", shards, "--max-steps", 1, "--out", out, *TINY)
+    assert result.returncode == 0, result.stderr
+    import gptlab
+
+    assert gptlab.load(out / "final").tokenizer.vocab_size == small_tokenizer.vocab_size
+    same = train_cli("--data", shards, "--tokenizer", tmp_path / "tok", "--max-steps", 1, "--out", tmp_path / "run2", *TINY)
+    assert same.returncode == 0, same.stderr
+
+
+def test_a_conflicting_tokenizer_for_token_shards_is_one_line(tmp_path, shards, shakespeare_text):
+    from gptlab.tokenizer import train_tokenizer_on_texts
+
+    train_tokenizer_on_texts([shakespeare_text[:100_000]], 512, progress=False).save(tmp_path / "other")
+    for tokenizer in ("byte", tmp_path / "other", "char", "bpe:300"):
+        result = train_cli("--data", shards, "--tokenizer", tokenizer, "--max-steps", 1, "--out", tmp_path / "x", *TINY)
+        one_line_error(result, "tokenizer")
+        assert not (tmp_path / "x" / "checkpoints").exists()
