@@ -176,20 +176,25 @@ def _jsonl(path: Path, report: Report) -> Iterator[Document]:
     try:
         with opener(path, "rb") as f:
             for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                document = _parse_line(line, f"{path}:{number}")
-                if isinstance(document, str):
-                    report(Problem(str(path), number, document))
-                else:
-                    yield document
+                if line.strip():
+                    yield from _kept(path, number, _parse_line(line, f"{path}:{number}"), report)
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-        reason = (
-            f"cut short or corrupt after line {number} ({_one_line(e)}); the documents before it are kept"
-            if number
-            else f"cannot be read ({_one_line(e)})"
-        )
-        report(Problem(str(path), None, reason))
+        report(_cut_short(path, "line", number, e))
+
+
+def _kept(path: Path, number: int, document: Document | str, report: Report) -> Iterator[Document]:
+    """The record's document; or, when `document` says why there is none, nothing but a report."""
+    if isinstance(document, str):
+        report(Problem(str(path), number, document))
+    else:
+        yield document
+
+
+def _cut_short(path: Path, unit: str, done: int, error: Exception) -> Problem:
+    """A file that failed after `done` lines or rows (or at once): what came before it is kept."""
+    if not done:
+        return Problem(str(path), None, f"cannot be read ({_one_line(error)})")
+    return Problem(str(path), None, f"cut short or corrupt after {unit} {done} ({_one_line(error)}); the documents before it are kept")
 
 
 def _parse_line(line: bytes, default_id: str) -> Document | str:
@@ -215,18 +220,9 @@ def _parquet(path: Path, report: Report) -> Iterator[Document]:
         for batch in table.iter_batches():
             for record in batch.to_pylist():
                 row += 1
-                document = _document(record, f"{path}:{row}")
-                if isinstance(document, str):
-                    report(Problem(str(path), row, document))
-                else:
-                    yield document
+                yield from _kept(path, row, _document(record, f"{path}:{row}"), report)
     except Exception as e:  # pyarrow raises several types for a file that is not (wholly) Parquet
-        reason = (
-            f"unreadable after row {row} ({_one_line(e)}); the documents before it are kept"
-            if row
-            else f"not a readable Parquet file ({_one_line(e)})"
-        )
-        report(Problem(str(path), None, reason))
+        report(_cut_short(path, "row", row, e))
 
 
 def _document(record: Any, default_id: str) -> Document | str:
