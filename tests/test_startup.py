@@ -35,5 +35,5 @@ def test_help_of_every_command_imports_no_heavy_library():
     result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert {"", "train", "generate", "model info", "tokenizer train", "data dedup", "data classifier train"} <= {*seen}
+    assert {"", "train", "generate", "predict", "model info", "tokenizer train", "data dedup", "data classifier train"} <= {*seen}
     assert {path: heavy for path, heavy in seen.items() if heavy} == {}

@@ -3,6 +3,11 @@
 Each architecture has one table saying which HF tensors make up each gptlab tensor; import and
 export both walk that table, so the two directions cannot drift apart. Neither direction needs
 transformers installed: HF directories are plain config.json + safetensors (or torch pickles).
+
+GPT-1 fine-tuned GPT-2 models carry their head across: classification and entailment as
+GPT2ForSequenceClassification (`score` is W_y; pad_token_id makes HF read the last token before the
+padding, which is e), multiple choice as GPT2DoubleHeadsModel (`multiple_choice_head.summary` is W_y
+with a zero bias, `mc_token_ids` are the positions of e). HF has no head for similarity's two orderings.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from gptlab.checkpoint.io import (
 )
 from gptlab.errors import GptlabError
 from gptlab.files import read_config_dir
+from gptlab.finetune.heads import TaskModel
+from gptlab.finetune.tasks import TaskSpec
 from gptlab.model import GPT, GPTConfig
-from gptlab.tokenizer import Tokenizer
+from gptlab.tokenizer import GPT1_SPECIAL_TOKENS, Tokenizer
 
 _PREFIX = "transformer."
 _LM_HEAD = "lm_head.weight"
@@ -167,6 +174,28 @@ OPENAI_GPT = Architecture(
 ARCHITECTURES = {arch.model_type: arch for arch in (GPT2, GPT_NEO, OPENAI_GPT)}
 
 
+@dataclass(frozen=True)
+class Head:
+    """A Hugging Face model class holding GPT-1's task head: W_y under `weight`, and a `bias` kept at zero."""
+
+    hf_class: str
+    weight: str
+    bias: str | None
+    config: dict[str, Any]
+    """HF config fields that make the class compute exactly W_y·h_e."""
+
+
+_SEQUENCE_CLASSIFICATION = Head("GPT2ForSequenceClassification", "score.weight", None, {})
+_DOUBLE_HEADS = Head(
+    "GPT2DoubleHeadsModel", "multiple_choice_head.summary.weight", "multiple_choice_head.summary.bias",
+    {"summary_type": "cls_index", "summary_use_proj": True, "summary_proj_to_labels": True, "summary_activation": None},
+)
+HEADS = {"classification": _SEQUENCE_CLASSIFICATION, "entailment": _SEQUENCE_CLASSIFICATION, "multiple_choice": _DOUBLE_HEADS}
+"""gptlab task type -> its HF GPT-2 class."""
+_TASK_KEY = "gptlab_task"
+"""The TaskSpec, kept in the HF config so that importing an export restores labels' types and the task type."""
+
+
 def import_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Convert a Hugging Face gpt2 / gpt_neo / openai-gpt directory into a gptlab checkpoint."""
     src, dst = Path(src), Path(dst)
@@ -174,9 +203,11 @@ def import_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool
     hf_config = _read_hf_config(src)
     arch = _architecture(hf_config, src)
     config = _config_from_hf(arch, hf_config, src)
-    state = _state_from_hf(arch, _read_hf_weights(src), config, src)
-    model = build_model(config, state, f"Hugging Face checkpoint {src}")
     tokenizer = _import_tokenizer(arch, src)
+    hf_state = _read_hf_weights(src)
+    task, head = _head_from_hf(arch, hf_config, hf_state, tokenizer, src)
+    state = _state_from_hf(arch, hf_state, config, src)
+    model = build_model(config, {**state, **head}, f"Hugging Face checkpoint {src}", task)
     check_vocab(config, tokenizer, f"Hugging Face checkpoint {src}")
     return save(dst, model, tokenizer)
 
@@ -189,13 +220,16 @@ def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool
     arch = _export_architecture(lm.config)
     hf_config = _config_to_hf(arch, lm.config, lm.tokenizer)
     tensors = _state_to_hf(arch, lm.model)
+    task = lm.model.spec if isinstance(lm.model, TaskModel) else None
+    if task is not None:
+        _head_to_hf(arch, lm.model, hf_config, tensors)
     with atomic.directory(dst) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
         if lm.tokenizer is None:
             _warn(f"{src} has no tokenizer; {dst} will hold the model only")
         else:
-            _save_hf_tokenizer(lm.tokenizer, lm.config, tmp)
+            _save_hf_tokenizer(lm.tokenizer, lm.config, tmp, None if task is None else task.pad)
     return dst
 
 
@@ -269,8 +303,9 @@ def _json_object(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _save_hf_tokenizer(tokenizer: Tokenizer, config: GPTConfig, dst: Path) -> None:
-    """vocab.json + merges.txt, and a tokenizer_config.json that makes AutoTokenizer read them as GPT-2 BPE."""
+def _save_hf_tokenizer(tokenizer: Tokenizer, config: GPTConfig, dst: Path, pad: int | None) -> None:
+    """vocab.json + merges.txt, and a tokenizer_config.json that makes AutoTokenizer read them as GPT-2 BPE
+    (padding with the token `pad` when given: a task model's, so that HF batches end rows where gptlab does)."""
     tokenizer.save(dst)
     eot = _EOT if tokenizer.eot_id is not None else None
     tokenizer_config = {
@@ -287,6 +322,8 @@ def _save_hf_tokenizer(tokenizer: Tokenizer, config: GPTConfig, dst: Path) -> No
         },
         "additional_special_tokens": [t for t in tokenizer.special_tokens if t != _EOT],
     }
+    if pad is not None:
+        tokenizer_config["pad_token"] = next(t for t, i in tokenizer.special_tokens.items() if i == pad)
     (dst / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
 
 
@@ -384,6 +421,65 @@ def _repeating_pattern(layers: list[str]) -> tuple[str, ...]:
     n = len(layers)
     size = next(m for m in range(1, n + 1) if all(layers[i] == layers[i % m] for i in range(n)))
     return tuple(layers[:size])
+
+
+# --- task heads -------------------------------------------------------------------------------
+
+
+def _head_to_hf(arch: Architecture, model: TaskModel, hf_config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Add the head's class, config fields and tensors to an export of the backbone."""
+    spec = model.spec
+    if arch is not GPT2 or spec.type not in HEADS:
+        kind = "post-LN (GPT-1)" if arch is OPENAI_GPT else "local-attention" if arch is GPT_NEO else "GPT-2"
+        raise GptlabError(
+            f"a {spec.type} head on a {kind} model has no Hugging Face equivalent; gptlab exports"
+            f" {', '.join(HEADS)} heads on GPT-2-style (pre-LN, global attention) models"
+        )
+    head = HEADS[spec.type]
+    hf_config.update(head.config, architectures=[head.hf_class], pad_token_id=spec.pad, **{_TASK_KEY: spec.to_dict()})
+    if spec.type == "multiple_choice":
+        hf_config["summary_first_dropout"] = spec.clf_pdrop
+    else:
+        hf_config["id2label"] = {str(i): str(label) for i, label in enumerate(spec.labels)}
+        hf_config["label2id"] = {str(label): i for i, label in enumerate(spec.labels)}
+    weight = model.head.weight.detach().float()
+    tensors[head.weight] = weight.contiguous()
+    if head.bias is not None:
+        tensors[head.bias] = torch.zeros(len(weight))
+
+
+def _head_from_hf(
+    arch: Architecture, hf: dict[str, Any], state: dict[str, torch.Tensor], tokenizer: Tokenizer | None, src: Path
+) -> tuple[TaskSpec | None, dict[str, torch.Tensor]]:
+    """The task spec and `head.weight` of a checkpoint of a head class (popped from `state`), or (None, {})."""
+    classes = set(hf.get("architectures") or [])
+    head = next((h for h in HEADS.values() if h.hf_class in classes), None)
+    if head is None:
+        return None, {}
+    if arch is not GPT2:
+        raise GptlabError(f"{src}: gptlab imports task heads of gpt2 models only")
+    wrong = {k: hf.get(k) for k, v in head.config.items() if hf.get(k) != v}
+    if wrong:
+        raise GptlabError(f"{src}: gptlab's head is one linear map of the state at e; this one has {json.dumps(wrong)}")
+    if head.weight not in state:
+        raise GptlabError(f"{src}: weights lack {head.weight}")
+    weight = state.pop(head.weight)
+    bias = state.pop(head.bias) if head.bias is not None and head.bias in state else None
+    if bias is not None and bias.any():
+        raise GptlabError(f"{src}: {head.bias} is not zero; gptlab's head (GPT-1's W_y) has no bias")
+    if _TASK_KEY in hf:
+        task = TaskSpec.from_dict(hf[_TASK_KEY], f"{src / CONFIG_FILE} {_TASK_KEY}")
+    else:
+        if tokenizer is None or not set(GPT1_SPECIAL_TOKENS) <= set(tokenizer.special_tokens):
+            raise GptlabError(
+                f"{src}: importing a task head needs its tokenizer, holding {', '.join(GPT1_SPECIAL_TOKENS)}"
+            )
+        if head is _DOUBLE_HEADS:
+            task = TaskSpec.create("multiple_choice", [], tokenizer, clf_pdrop=hf.get("summary_first_dropout", 0.1))
+        else:
+            labels = [hf.get("id2label", {}).get(str(i), f"LABEL_{i}") for i in range(len(weight))]
+            task = TaskSpec.create("classification", labels, tokenizer)
+    return task, {"head.weight": weight}
 
 
 # --- tensors ----------------------------------------------------------------------------------

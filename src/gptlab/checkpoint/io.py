@@ -16,6 +16,8 @@ from gptlab import atomic
 from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 from gptlab.files import read_config_dir
+from gptlab.finetune.heads import TaskModel
+from gptlab.finetune.tasks import TaskSpec
 from gptlab.model import GPT, GPTConfig
 from gptlab.tokenizer import CharTokenizer, Tokenizer
 from gptlab.tokenizer import load_tokenizer as read_tokenizer
@@ -44,12 +46,15 @@ def save(
     `extra_files` (name -> bytes) land in the same directory in the same rename, e.g. training state.
     `weights` stand in for `model.state_dict()` when the model is sharded (the gathered full weights).
     A model whose vocabulary does not fit the tokenizer is refused here, not when it first generates.
+    A TaskModel is saved as its GPT's tensors plus `head.weight`, with its TaskSpec under "task".
     """
     path = Path(path)
     check_vocab(model.config, tokenizer, f"cannot save {path}", strict=True)
     state = model.state_dict() if weights is None else weights
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items() if k != _TIED}
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(), **(metadata or {})}
+    if isinstance(model, TaskModel):
+        config["task"] = model.spec.to_dict()
     with atomic.directory(path) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -96,10 +101,12 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def build_model(config: GPTConfig, state: dict[str, torch.Tensor], source: str) -> GPT:
-    """Instantiate without random init, then fill every tensor; name any mismatch in one line."""
+def build_model(
+    config: GPTConfig, state: dict[str, torch.Tensor], source: str, task: TaskSpec | None = None
+) -> GPT:
+    """Instantiate without random init (a TaskModel for a `task`), then fill every tensor; name any mismatch in one line."""
     with torch.device("meta"):
-        model = GPT(config)
+        model = GPT(config) if task is None else TaskModel(config, task)
     expected = {k: v.shape for k, v in model.state_dict().items() if k != _TIED}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -143,7 +150,10 @@ def check_vocab(
 
 
 class LanguageModel:
-    """A model with its tokenizer: what `gptlab.load` returns and what generation and serving use."""
+    """A model with its tokenizer: what `gptlab.load` returns and what generation and serving use.
+
+    `model` is a TaskModel for a GPT-1 fine-tuned checkpoint; it generates as its GPT does.
+    """
 
     def __init__(self, model: GPT, tokenizer: Tokenizer | None, path: Path | None = None):
         self.model = model
@@ -182,7 +192,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Languag
     path = Path(path)
     config_dict = read_config(path)
     config = GPTConfig.from_dict(config_dict.get("model", {}))
-    model = build_model(config, load_state(path), f"checkpoint {path}")
+    task = TaskSpec.from_dict(config_dict["task"], f"checkpoint {path}") if "task" in config_dict else None
+    model = build_model(config, load_state(path), f"checkpoint {path}", task)
     tokenizer = load_tokenizer(path)
     check_vocab(config, tokenizer, f"checkpoint {path}")
     return LanguageModel(model.to(device), tokenizer, path)

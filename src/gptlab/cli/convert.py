@@ -14,7 +14,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
             "Convert a checkpoint directory. --to gptlab reads a Hugging Face GPT-2 or GPT-Neo directory "
             "(config.json + model.safetensors or pytorch_model.bin, plus vocab.json/merges.txt). --to hf writes one "
             "that transformers loads with from_pretrained: GPT-2 for dense models, GPT-Neo for models with local "
-            "attention. Tokenizer files travel with the weights."
+            "attention. Tokenizer files travel with the weights. GPT-1 fine-tuned GPT-2 models keep their head: "
+            "classification and entailment as GPT2ForSequenceClassification, multiple choice as GPT2DoubleHeadsModel."
         ),
     )
     parser.add_argument("src", type=Path, help="checkpoint directory to read")

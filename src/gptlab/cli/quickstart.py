@@ -68,8 +68,8 @@ def _steps_for(minutes: float, config, vocab: int) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
-    from gptlab.cli.train import train_resumably
-    from gptlab.train import build_config
+    from gptlab.cli.train import resumably
+    from gptlab.train import build_config, train
 
     from gptlab.data.stdlib import stdlib_sources
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> None:
         f"[1/2] a {args.vocab_size}-token BPE fitted to {TOKENIZER_SAMPLE_MB:g} MB of the training files, then "
         f"{settings['max_steps']} steps of {args.model} (train/validation split by file)"
     )
-    result = train_resumably(build_config(None, settings))
+    result = resumably(train, build_config(None, settings))
     print("[2/2] done")
     if result.val_bpb is not None:
         print(f"validation: {result.val_bpb:.3f} bits per byte ({result.val_loss:.3f} nats per token)")

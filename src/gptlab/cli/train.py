@@ -7,7 +7,9 @@ import dataclasses
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gptlab.model import GPTConfig
 from gptlab.train.config import field_help
@@ -27,20 +29,27 @@ def register(verbs: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("config", nargs="?", type=Path, help="YAML config file")
-    training = parser.add_argument_group("training")
-    for name, default, doc in field_help():
-        doc = doc.replace("%", "%%")  # argparse formats help strings with %
-        flag = "--" + name.replace("_", "-")
-        if name == "data":
-            training.add_argument(flag, action="append", default=argparse.SUPPRESS, help=doc + " (repeatable)")
-        elif name in _FLAGS:
-            training.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"{doc} (default {default})")
-        else:
-            training.add_argument(flag, default=argparse.SUPPRESS, metavar="VALUE", help=f"{doc} (default {default})")
+    add_config_options(parser.add_argument_group("training"))
     model = parser.add_argument_group("model fields (override the preset)")
     for f in dataclasses.fields(GPTConfig):
         model.add_argument("--" + f.name.replace("_", "-"), dest=f"model.{f.name}", default=argparse.SUPPRESS, metavar="VALUE")
     parser.set_defaults(run=run)
+
+
+def add_config_options(group: argparse._ArgumentGroup, cls: type | None = None, skip: tuple[str, ...] = ()) -> None:
+    """A --flag for each field of the config class `cls` (TrainConfig by default) but those in `skip`,
+    its doc as help."""
+    for name, default, doc in field_help(*(cls,) if cls else ()):
+        if name in skip:
+            continue
+        doc = doc.replace("%", "%%")  # argparse formats help strings with %
+        flag = "--" + name.replace("_", "-")
+        if name == "data":
+            group.add_argument(flag, action="append", default=argparse.SUPPRESS, help=doc + " (repeatable)")
+        elif name in _FLAGS:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"{doc} (default {default})")
+        else:
+            group.add_argument(flag, default=argparse.SUPPRESS, metavar="VALUE", help=f"{doc} (default {default})")
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -48,22 +57,22 @@ def overrides(args: argparse.Namespace) -> dict:
     return {key: value for key, value in vars(args).items() if key not in ("config", "run")}
 
 
-def train_resumably(config):
-    """`train(config)`; when a signal stops it, the error says which command continues the run."""
+def resumably(run: Callable[[Any], Any], config: Any) -> Any:
+    """`run(config)`; when a signal stops it, the error says which command continues the run."""
     from gptlab.errors import Interrupted
-    from gptlab.train import train
 
     try:
-        return train(config)
+        return run(config)
     except Interrupted as e:
         argv = [a for a in sys.argv[1:] if a not in ("--resume", "--no-resume")]
         raise Interrupted(f"{e}; continue with: {shlex.join(['gptlab', *argv, '--resume'])}", e.exit_code - 128) from None
 
 
 def run(args: argparse.Namespace) -> None:
+    from gptlab.train import train
     from gptlab.train.config import build_config
 
-    result = train_resumably(build_config(args.config, overrides(args)))
+    result = resumably(train, build_config(args.config, overrides(args)))
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports for every process
     if result.val_bpb is not None:

@@ -6,7 +6,7 @@ from gptlab.lazy import lazy_exports
 # Imported on first use: the curation workers need shards and sources, not PyTorch (sampler).
 _EXPORTS = {
     "Corpus": "corpus", "Split": "corpus", "build_corpus": "corpus", "split_documents": "corpus",
-    "WindowSampler": "sampler", "batch_from_starts": "sampler", "eval_starts": "sampler",
+    "ExampleSampler": "sampler", "WindowSampler": "sampler", "batch_from_starts": "sampler", "eval_starts": "sampler",
     "read_shards": "shards", "write_shards": "shards",
     "Document": "sources", "iter_documents": "sources",
 }

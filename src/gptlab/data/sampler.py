@@ -1,4 +1,5 @@
-"""Training windows over a packed token stream, drawn without replacement and resumable exactly.
+"""Training windows over a packed token stream (and fine-tuning examples), drawn without replacement
+and resumable exactly.
 
 An epoch cuts the stream into non-overlapping windows of seq_len + 1 tokens (inputs, and targets
 shifted by one), seq_len apart, and visits them in random order. The cut points move by a random
@@ -16,30 +17,31 @@ import torch
 from gptlab.errors import GptlabError
 
 
-class WindowSampler:
-    """Start offsets of training windows, epoch after epoch."""
+class EpochStream:
+    """Items in a seeded order, epoch after epoch: (epoch, position) is all that resuming needs."""
 
-    def __init__(self, n_tokens: int, seq_len: int, seed: int) -> None:
-        _window_count(n_tokens, seq_len)
-        self.n_tokens = n_tokens
-        self.seq_len = seq_len
+    unit = "items"
+    _also_changed = ""
+    """What else, besides the data, decides an epoch's length (named when a saved state no longer fits)."""
+
+    def __init__(self, seed: int) -> None:
         self.seed = seed
         self._start_epoch(0)
 
     @property
     def epoch(self) -> int:
-        """The epoch the next window comes from, counting from 0."""
+        """The epoch the next item comes from, counting from 0."""
         return self._epoch
 
-    def next_starts(self, n: int) -> np.ndarray:
-        """The next `n` window starts, continuing into the next epoch when this one runs out."""
+    def take(self, n: int) -> np.ndarray:
+        """The next `n` items, continuing into the next epoch when this one runs out."""
         parts = [np.empty(0, dtype=np.int64)]
         while n > 0:
-            part = self._starts[self._position : self._position + n]
+            part = self._items[self._position : self._position + n]
             parts.append(part)
             n -= len(part)
             self._position += len(part)
-            if self._position == len(self._starts):
+            if self._position == len(self._items):
                 self._start_epoch(self._epoch + 1)
         return np.concatenate(parts)
 
@@ -47,29 +49,64 @@ class WindowSampler:
         return {"epoch": self._epoch, "position": self._position}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from `state`; the data, seq_len and seed must be those it was saved with."""
+        """Continue from `state`; the data and seed must be those it was saved with."""
         epoch, position = state.get("epoch"), state.get("position")
         if not all(type(v) is int and v >= 0 for v in (epoch, position)):
             raise GptlabError(f"sampler state {state} needs integer epoch and position >= 0")
-        starts = self._epoch_starts(epoch)
-        if position > len(starts):
+        items = self._epoch_items(epoch)
+        if position > len(items):
             raise GptlabError(
-                f"sampler state {state} is past the {len(starts)} windows of epoch {epoch}:"
-                " the training data or seq_len changed since it was saved"
+                f"sampler state {state} is past the {len(items)} {self.unit} of epoch {epoch}:"
+                f" the training data{self._also_changed} changed since it was saved"
             )
-        self._epoch, self._position, self._starts = epoch, position, starts
-        if position == len(starts):
+        self._epoch, self._position, self._items = epoch, position, items
+        if position == len(items):
             self._start_epoch(epoch + 1)
 
     def _start_epoch(self, epoch: int) -> None:
-        self._epoch, self._position, self._starts = epoch, 0, self._epoch_starts(epoch)
+        self._epoch, self._position, self._items = epoch, 0, self._epoch_items(epoch)
 
-    def _epoch_starts(self, epoch: int) -> np.ndarray:
+    def _epoch_items(self, epoch: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class WindowSampler(EpochStream):
+    """Start offsets of training windows, epoch after epoch."""
+
+    unit = "windows"
+    _also_changed = " or seq_len"
+
+    def __init__(self, n_tokens: int, seq_len: int, seed: int) -> None:
+        _window_count(n_tokens, seq_len)
+        self.n_tokens = n_tokens
+        self.seq_len = seq_len
+        super().__init__(seed)
+
+    def next_starts(self, n: int) -> np.ndarray:
+        """The next `n` window starts."""
+        return self.take(n)
+
+    def _epoch_items(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, epoch])
         # Offsets up to seq_len - 1 cover every cut position; larger ones would leave no window.
         offset = int(rng.integers(min(self.seq_len, self.n_tokens - self.seq_len)))
         count = (self.n_tokens - 1 - offset) // self.seq_len
         return offset + rng.permutation(count) * self.seq_len
+
+
+class ExampleSampler(EpochStream):
+    """Indices of training examples (fine-tuning), each epoch a fresh seeded permutation of all of them."""
+
+    unit = "examples"
+
+    def __init__(self, n_examples: int, seed: int) -> None:
+        if n_examples < 1:
+            raise GptlabError("there are no training examples to sample from")
+        self.n_examples = n_examples
+        super().__init__(seed)
+
+    def _epoch_items(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n_examples)
 
 
 def batch_from_starts(

@@ -31,3 +31,10 @@ class KVCache:
         """Keep only the given batch rows (finished sequences dropped)."""
         self.keys = [k[rows] for k in self.keys]
         self.values = [v[rows] for v in self.values]
+
+    def reorder(self, indices: torch.Tensor) -> None:
+        """Row i takes over what row `indices[i]` held (rows may repeat): beam search continues the beams it
+        picked. Rewrites the filled positions in place, so the preallocated buffers are kept."""
+        end = self.length
+        for cached in (*self.keys, *self.values):
+            cached[:, :, :end] = cached[indices, :, :end]

@@ -40,8 +40,10 @@ class TrainConfig:
     max_steps: int = 1000
     lr: float | None = None
     """Peak learning rate; defaults to the preset's paper value, else 1e-3."""
+    lr_schedule: Literal["cosine", "linear"] = "cosine"
+    """Decay after warmup: cosine (GPT-2/3) or linear (GPT-1's fine-tuning)."""
     min_lr_ratio: float = 0.1
-    """Cosine decay ends at this fraction of the peak (GPT-3: 10%)."""
+    """The decay ends at this fraction of the peak (GPT-3: 10%)."""
     warmup_steps: int = 100
     lr_decay_steps: int | None = None
     """Steps of cosine decay after which the rate stays at the floor; defaults to max_steps."""
@@ -85,7 +87,7 @@ class TrainConfig:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise GptlabError(f"train config: {name} must be at least 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "batch_ramp_steps", "sample_tokens"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise GptlabError(f"train config: {name} must be >= 0, got {getattr(self, name)}")
         if self.tokenizer_sample_mb is not None and self.tokenizer_sample_mb <= 0:
             raise GptlabError(f"train config: tokenizer_sample_mb must be positive, got {self.tokenizer_sample_mb}")
@@ -97,13 +99,14 @@ class TrainConfig:
         if unknown:
             raise GptlabError(f"train config: unknown model field(s) {', '.join(unknown)}")
 
+    verb: typing.ClassVar[str] = "train"
+    """The command whose options these are."""
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "model_overrides"}
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(GPTConfig)}
-_HINTS = typing.get_type_hints(TrainConfig)
 _MODEL_HINTS = typing.get_type_hints(GPTConfig)
 
 
@@ -141,8 +144,13 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     raise GptlabError(f"{name} must be {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
-def build_config(yaml_path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Defaults, then the YAML file, then command-line overrides; model fields go to model_overrides."""
+def build_config(yaml_path: Path | None, overrides: dict[str, Any], cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
+    """Defaults, then the YAML file, then command-line overrides; model fields go to model_overrides.
+
+    `cls` is TrainConfig or a variant of it with more fields and other defaults (fine-tuning's).
+    """
+    fields = {f.name for f in dataclasses.fields(cls) if f.name != "model_overrides"}
+    hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     if yaml_path is not None:
         from gptlab.files import read_text
@@ -163,20 +171,20 @@ def build_config(yaml_path: Path | None, overrides: dict[str, Any]) -> TrainConf
             key = key[len("model.") :]
             if key not in _MODEL_FIELDS:
                 raise GptlabError(f"unknown model field {key!r}")
-        if key in _FIELDS:
-            config[key] = _coerce(key, value, _HINTS[key])
+        if key in fields:
+            config[key] = _coerce(key, value, hints[key])
         elif key in _MODEL_FIELDS:
             model_overrides[key] = _coerce(key, value, list[str] if key == "attention" else _MODEL_HINTS[key])
         else:
-            raise GptlabError(f"unknown config key {key!r}; see `gptlab train --help`")
-    return TrainConfig(**config, model_overrides=model_overrides)
+            raise GptlabError(f"unknown config key {key!r}; see `gptlab {cls.verb} --help`")
+    return cls(**config, model_overrides=model_overrides)
 
 
-def field_help() -> list[tuple[str, Any, str]]:
-    """(name, default, description) of every training field, for --help."""
-    docs = _docs()
+def field_help(cls: type[TrainConfig] = TrainConfig) -> list[tuple[str, Any, str]]:
+    """(name, default, description) of every field of `cls`, for --help."""
+    docs = {name: doc for klass in reversed(cls.__mro__) if dataclasses.is_dataclass(klass) for name, doc in _docs(klass).items()}
     rows = []
-    for f in dataclasses.fields(TrainConfig):
+    for f in dataclasses.fields(cls):
         if f.name == "model_overrides":
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -184,12 +192,12 @@ def field_help() -> list[tuple[str, Any, str]]:
     return rows
 
 
-def _docs() -> dict[str, str]:
-    """Field docstrings, read from this module's source so --help and the code say the same thing."""
+def _docs(cls: type) -> dict[str, str]:
+    """Field docstrings, read from the class's source so --help and the code say the same thing."""
     import ast
     import inspect
 
-    tree = ast.parse(inspect.getsource(TrainConfig))
+    tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs = {}
     for node, following in zip(body, body[1:]):

@@ -10,10 +10,14 @@ from gptlab.train.config import TrainConfig
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig, lr: float) -> torch.optim.AdamW:
-    """Weight decay on matrices (linear weights, embeddings) but not on biases and LayerNorm gains."""
+    """Weight decay on matrices (linear weights, embeddings) but not on biases and LayerNorm gains.
+
+    Frozen parameters are left out, and so is decay on a matrix marked `no_weight_decay` (an
+    embedding of which only some rows train: decay would move the frozen rows too).
+    """
     params = {id(p): p for p in model.parameters() if p.requires_grad}.values()  # tied weights once
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
+    decay = [p for p in params if p.dim() >= 2 and not getattr(p, "no_weight_decay", False)]
+    no_decay = [p for p in params if p.dim() < 2 or getattr(p, "no_weight_decay", False)]
     groups = [
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -23,7 +27,8 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, lr: float) -> t
 
 
 def lr_at(step: int, config: TrainConfig, peak: float) -> float:
-    """Linear warmup to the peak, then cosine decay to min_lr_ratio·peak, flat after that."""
+    """Linear warmup to the peak, then cosine (GPT-2/3) or linear (GPT-1 fine-tuning) decay to
+    min_lr_ratio·peak, flat after that."""
     if step < config.warmup_steps:
         return peak * (step + 1) / config.warmup_steps
     decay_steps = (config.lr_decay_steps or config.max_steps) - config.warmup_steps
@@ -31,6 +36,8 @@ def lr_at(step: int, config: TrainConfig, peak: float) -> float:
     if decay_steps <= 0:
         return peak
     progress = min(1.0, (step - config.warmup_steps) / decay_steps)
+    if config.lr_schedule == "linear":
+        return peak - (peak - floor) * progress
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
 
 

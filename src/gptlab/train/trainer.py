@@ -1,6 +1,7 @@
-"""The pretraining loop: next-token cross-entropy on packed windows, with the GPT-3 recipe.
+"""The one training loop (`run_loop`), with the GPT-3 recipe, and pretraining set up for it.
 
-Everything that decides what happens at step N (weights, optimizer moments, learning rate, data
+A run is a `prepare` function that builds the model, tokenizer and `Objective` (train.objective),
+handed to `run`: pretraining here, fine-tuning in gptlab.finetune. Everything that decides what happens at step N (weights, optimizer moments, learning rate, data
 cursor, RNG) is in the checkpoint, so a resumed run repeats the uninterrupted one exactly.
 """
 
@@ -14,27 +15,17 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from gptlab import atomic, checkpoint
 from gptlab.checkpoint.io import check_vocab
-from gptlab.data import (
-    Document,
-    Split,
-    WindowSampler,
-    batch_from_starts,
-    build_corpus,
-    eval_starts,
-    iter_documents,
-    split_documents,
-)
+from gptlab.data import Document, Split, build_corpus, iter_documents, split_documents
 from gptlab.data.shards import is_shards_dir, tokenizer_dir
 from gptlab.errors import GptlabError, Interrupted
 from gptlab.generation import generate
@@ -44,6 +35,7 @@ from gptlab.train import distributed, run_dir
 from gptlab.train.checkpointing import Resumed, checkpoints, load_latest, save_checkpoint
 from gptlab.train.config import TrainConfig
 from gptlab.train.metrics import MetricsLog, plot_loss
+from gptlab.train.objective import Forward, NextTokenPrediction, Objective
 from gptlab.train.optim import batch_size_at, build_optimizer, lr_at
 
 
@@ -56,9 +48,17 @@ class TrainResult:
     out: Path
     final: Path
     step: int
-    val_loss: float | None
-    val_bpb: float | None
+    val: dict[str, float]
+    """The last validation metrics (val_loss, val_bpb for language modelling)."""
     samples: list[str]
+
+    @property
+    def val_loss(self) -> float | None:
+        return self.val.get("val_loss")
+
+    @property
+    def val_bpb(self) -> float | None:
+        return self.val.get("val_bpb")
 
 
 def resolve_tokenizer(config: TrainConfig, out: Path, progress: bool, split: Split | None = None):
@@ -168,23 +168,35 @@ def _autocast(config: TrainConfig, device: torch.device):
     return contextlib.nullcontext
 
 
-@torch.no_grad()
-def evaluate(model: GPT, tokens: np.ndarray, starts: np.ndarray, seq_len: int, token_bytes: np.ndarray,
-             batch: int, autocast, device: torch.device) -> tuple[float, float]:
-    """Validation loss in nats/token and bits per byte over a fixed set of windows."""
-    nll = n_tokens = n_bytes = 0.0
-    for i in range(0, len(starts), batch):
-        x, y = batch_from_starts(tokens, starts[i : i + batch], seq_len)
-        with autocast():
-            logits = model(x.to(device))
-        nll += F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="sum").item()
-        n_tokens += y.numel()
-        n_bytes += token_bytes[y.numpy()].sum()
-    return nll / n_tokens, nll / math.log(2) / max(n_bytes, 1)
+@dataclass
+class Setup:
+    """What a run trains, made by a `prepare` function: the loop needs nothing else."""
+
+    config: TrainConfig
+    """The run's settings with every default resolved: what checkpoints record and resume checks."""
+    model: torch.nn.Module
+    tokenizer: Any
+    objective: Objective
+    summary: str
+    """One line describing the run, shown when it starts."""
+    label: str
+    """What the loss plot's title calls the data."""
+    tokens_per_item: int | None = None
+    """Tokens in one training item (a window), for tokens/s; None logs items/s."""
+    sample: Callable[[torch.nn.Module], str] | None = None
+    """Text sampled at each evaluation to show progress."""
+
+
+Prepare = Callable[[TrainConfig, distributed.Runtime, "Resumed | None"], Setup]
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Run `config` in its `out` directory, which no other run may use meanwhile.
+    """Pretrain, or fine-tune as a language model, on `config.data`."""
+    return run(config, prepare_pretraining)
+
+
+def run(config: TrainConfig, prepare: Prepare) -> TrainResult:
+    """Run what `prepare` sets up in `config.out`, which no other run may use meanwhile.
 
     The first SIGINT or SIGTERM ends the run after the current step with a checkpoint saved
     (raising `Interrupted`); a second one quits at once.
@@ -193,9 +205,30 @@ def train(config: TrainConfig) -> TrainResult:
     try:
         with run_dir.locked(Path(config.out)) if runtime.is_main else contextlib.nullcontext():
             with run_dir.stop_on_signal() as stop:
-                return _train(config, runtime, stop)
+                if config.threads:
+                    torch.set_num_threads(config.threads)
+                resumed = _resumed(config, runtime)
+                torch.manual_seed(config.seed)  # weights drawn in `prepare`, then dropout; a resume restores its RNG
+                setup = prepare(config, runtime, resumed)
+                if resumed:
+                    check_resumable(setup.config, resumed)
+                    if runtime.is_main:
+                        print(f"resuming {config.out} from step {resumed.state['step']} ({resumed.path.name})", file=sys.stderr)
+                return run_loop(setup, runtime, stop, resumed)
     finally:
         runtime.shutdown()
+
+
+def _resumed(config: TrainConfig, runtime: distributed.Runtime) -> Resumed | None:
+    out = Path(config.out)
+    if not config.resume:
+        if checkpoints(out):
+            raise GptlabError(f"{out} already holds checkpoints of a run; pass --resume to continue it or choose another --out")
+        return None
+    resumed = load_latest(out, "cpu")
+    if resumed is None and runtime.is_main:
+        print(f"warning: nothing to resume in {out}; starting a new run", file=sys.stderr)
+    return resumed
 
 
 # Settings a resumed run may change: they decide how a run is watched and run, not what it computes.
@@ -209,16 +242,15 @@ _RESUMABLE_CHANGES = frozenset({
 def check_resumable(config: TrainConfig, resumed: Resumed) -> None:
     """Refuse to continue a run under settings other than those it was trained with.
 
-    Only the keys in _RESUMABLE_CHANGES may differ; max_steps may grow (the cosine decay then
-    stretches to the new end, unless lr_decay_steps was set).
+    `config` is resolved (defaults filled). Only the keys in _RESUMABLE_CHANGES may differ;
+    max_steps may grow (the cosine decay then stretches to the new end, unless lr_decay_steps was set).
     """
     saved_json = resumed.state.get("config")
     if saved_json is None:
         return
     saved = json.loads(saved_json)
-    seq_len = config.seq_len or resumed.lm.model.config.n_ctx
-    current = with_paper_defaults(config, seq_len).to_dict()
-    if current["tokenizer"] is None:  # not given: the checkpoint's own tokenizer is used
+    current = config.to_dict()
+    if current.get("tokenizer", "") is None:  # not given: the checkpoint's own tokenizer is used
         current.pop("tokenizer")
     differ = [key for key in current if key in saved and key not in _RESUMABLE_CHANGES and current[key] != saved[key]]
     if differ:
@@ -234,77 +266,73 @@ def check_resumable(config: TrainConfig, resumed: Resumed) -> None:
         )
 
 
-def _train(config: TrainConfig, runtime: distributed.Runtime, stop: run_dir.StopRequest) -> TrainResult:
+def prepare_pretraining(config: TrainConfig, runtime: distributed.Runtime, resumed: Resumed | None) -> Setup:
+    """Next-token prediction on the documents or token shards of `config.data`."""
     if not config.data:
         raise GptlabError("no training data: pass --data PATH (files, folders, JSONL or token shards)")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out = Path(config.out)
-    device = runtime.device
     show = config.progress and runtime.is_main
-    resumed: Resumed | None = load_latest(out, "cpu") if config.resume else None
-    if not config.resume and checkpoints(out):
-        raise GptlabError(f"{out} already holds checkpoints of a run; pass --resume to continue it or choose another --out")
-    if config.resume and resumed is None and runtime.is_main:
-        print(f"warning: nothing to resume in {out}; starting a new run", file=sys.stderr)
-    if resumed:
-        check_resumable(config, resumed)
-        if runtime.is_main:
-            print(f"resuming {out} from step {resumed.state['step']} ({resumed.path.name})", file=sys.stderr)
-
+    if resumed:  # refuse changed settings before the data is read
+        check_resumable(with_paper_defaults(config, config.seq_len or resumed.lm.model.config.n_ctx), resumed)
     texts = not any(is_shards_dir(path) for path in config.data)
     split = split_documents(config.data, config.val_fraction, config.seed) if texts else None
-    tokenizer = resumed.lm.tokenizer if resumed else resolve_tokenizer(config, out, show, split)
+    tokenizer = resumed.lm.tokenizer if resumed else resolve_tokenizer(config, Path(config.out), show, split)
     corpus = build_corpus(config.data, tokenizer, config.val_fraction, config.seed, show, split)
-    torch.manual_seed(config.seed)
     model = resumed.lm.model if resumed else GPT(model_config(config, tokenizer.vocab_size))
     check_vocab(model.config, tokenizer, "--vocab-size", strict=True)  # refused now, not at the first save
     mcfg = model.config
     seq_len = config.seq_len or mcfg.n_ctx
     if seq_len > mcfg.n_ctx:
         raise GptlabError(f"seq_len {seq_len} is longer than the checkpoint's context n_ctx {mcfg.n_ctx}")
+    config = with_paper_defaults(config, seq_len)
+    objective = NextTokenPrediction(corpus.train, corpus.val, seq_len, config.seed, config.eval_windows, tokenizer.token_bytes())
+    summary = (
+        f"model {config.model}: {model.num_params() / 1e6:.2f}M parameters, {mcfg.n_layer} layers, d_model {mcfg.d_model}, "
+        f"context {seq_len}; {len(corpus.train):,} train / {len(corpus.val):,} val tokens; vocab {tokenizer.vocab_size}"
+    )
+    sample = (lambda model: _sample(model, tokenizer, config)) if config.sample_tokens else None
+    return Setup(config, model, tokenizer, objective, summary, f"{config.model} on {_data_label(config.data)}"[:90],
+                 seq_len, sample)
+
+
+def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopRequest, resumed: Resumed | None) -> TrainResult:
+    """The one training loop: every objective gets the same schedule, checkpoints, resume and scale-out."""
+    config, model, tokenizer, objective = setup.config, setup.model, setup.tokenizer, setup.objective
+    out = Path(config.out)
+    device = runtime.device
+    show = config.progress and runtime.is_main
     model.to(device).train()
     model.activation_checkpointing = config.activation_checkpointing
-    config = with_paper_defaults(config, seq_len)
     peak = config.lr
     micro = distributed.micro_batch(config.batch_size, config.micro_batch_size, runtime.world_size)
-    sampler = WindowSampler(len(corpus.train), seq_len, config.seed)
-    val_starts = eval_starts(len(corpus.val), seq_len, config.eval_windows) if len(corpus.val) > seq_len else None
-    token_bytes = tokenizer.token_bytes()
     wrapped = distributed.wrap(model, runtime, config.distributed)
     optimizer = build_optimizer(model, config, peak)
-    step = 0
+    step, best = 0, None
     if resumed:
         state = resumed.state
         distributed.load_optimizer_state(model, optimizer, state["optimizer"])
-        sampler.load_state_dict(state["sampler"])
-        step = state["step"]
+        objective.load_state_dict(state["sampler"])
+        step, best = state["step"], state.get("best")
         runtime.restore_rng(state["rng"])
-    forward = torch.compile(wrapped) if config.compile else wrapped
+    forward = _one_line_compile_errors(torch.compile(wrapped) if config.compile else wrapped)
     autocast = _autocast(config, device)
     metrics = MetricsLog(out / "metrics.jsonl", step, out / "tensorboard" if config.tensorboard else None) if runtime.is_main else None
     if runtime.is_main:
         atomic.write_text(out / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
         if show:
-            params = model.num_params()
-            tqdm.write(
-                f"model {config.model}: {params / 1e6:.2f}M parameters, {mcfg.n_layer} layers, d_model {mcfg.d_model}, "
-                f"context {seq_len}; {len(corpus.train):,} train / {len(corpus.val):,} val tokens; "
-                f"vocab {tokenizer.vocab_size}; {runtime.world_size} process(es) on {device}"
-            )
+            tqdm.write(f"{setup.summary}; {runtime.world_size} process(es) on {device}")
 
     bar = tqdm(total=config.max_steps, initial=step, disable=not show, unit="step", dynamic_ncols=True)
-    last_val: tuple[float, float] | None = None
+    val: dict[str, float] = {}
     samples: list[str] = []
-    tokens_seen = seq_len * sum(batch_size_at(s, config, micro * runtime.world_size) for s in range(step))
-    window_tokens, window_start = 0, time.perf_counter()
+    items_seen = sum(batch_size_at(s, config, micro * runtime.world_size) for s in range(step))
+    window_items, window_start = 0, time.perf_counter()
     plotted_at = window_start
-    plot_title = f"{config.model} on {_data_label(config.data)}"[:90]
+    per_item, rate_name = setup.tokens_per_item or 1, "tokens_per_s" if setup.tokens_per_item else "items_per_s"
 
     def save(step: int) -> Path | None:
         weights = distributed.full_weights(model)
-        state = {"step": step, "optimizer": distributed.full_optimizer_state(model, optimizer),
-                 "sampler": sampler.state_dict(), "rng": runtime.rng_states(), "config": json.dumps(config.to_dict())}
+        state = {"step": step, "optimizer": distributed.full_optimizer_state(model, optimizer), "best": best,
+                 "sampler": objective.state_dict(), "rng": runtime.rng_states(), "config": json.dumps(config.to_dict())}
         path = save_checkpoint(out, step, model, tokenizer, state, config.keep_checkpoints, weights) if runtime.is_main else None
         runtime.barrier()
         return path
@@ -314,19 +342,16 @@ def _train(config: TrainConfig, runtime: distributed.Runtime, stop: run_dir.Stop
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = batch_size_at(step, config, micro * runtime.world_size)
-        starts = sampler.next_starts(batch)
+        items = objective.sample(batch)
         share = batch // runtime.world_size
-        mine = starts[runtime.rank * share : (runtime.rank + 1) * share]
+        mine = items[runtime.rank * share : (runtime.rank + 1) * share]
         n_micro = share // micro
         loss_sum = 0.0
         for i in range(n_micro):
-            x, y = batch_from_starts(corpus.train, mine[i * micro : (i + 1) * micro], seq_len)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             sync = i == n_micro - 1 or not runtime.distributed or config.distributed == "fsdp"
-            with (contextlib.nullcontext() if sync else wrapped.no_sync()), autocast():
-                logits = _forward(forward, x)
-                loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten()) / n_micro
-            loss.backward()
+            with contextlib.nullcontext() if sync else wrapped.no_sync():
+                loss = objective.loss(forward, mine[i * micro : (i + 1) * micro], autocast, device) / n_micro
+                loss.backward()
             loss_sum += loss.item()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip, foreach=True)
         loss_value = runtime.mean(loss_sum)
@@ -345,46 +370,49 @@ def _train(config: TrainConfig, runtime: distributed.Runtime, stop: run_dir.Stop
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         step += 1
-        tokens_seen += batch * seq_len
-        window_tokens += batch * seq_len
+        items_seen += batch
+        window_items += batch
         bar.update(1)
 
         if runtime.is_main and (step % config.log_every == 0 or step == config.max_steps):
-            elapsed = time.perf_counter() - window_start
-            row = {"step": step, "loss": loss_value, "lr": lr, "tokens_per_s": window_tokens / elapsed,
-                   "tokens": tokens_seen, "batch_size": batch, "epoch": sampler.epoch}
+            rate = window_items * per_item / (time.perf_counter() - window_start)
+            row = {"step": step, "loss": loss_value, "lr": lr, rate_name: rate, "batch_size": batch, "epoch": objective.epoch}
+            if setup.tokens_per_item:
+                row["tokens"] = items_seen * per_item
             metrics.log(row)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_s']:,.0f}")
-            window_tokens, window_start = 0, time.perf_counter()
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **{rate_name.removesuffix("_per_s") + "/s": f"{rate:,.0f}"})
+            window_items, window_start = 0, time.perf_counter()
 
         if step % config.eval_every == 0 or step == config.max_steps:
-            if val_starts is not None:
-                model.eval()  # in every process: an FSDP forward gathers the weights from all of them
-                last_val = evaluate(model, corpus.val, val_starts, seq_len, token_bytes, micro, autocast, device)
-                if config.sample_tokens:
-                    samples = [_sample(model, tokenizer, config, seq_len)]
-                model.train()
-            if val_starts is not None and runtime.is_main:
-                metrics.log({"step": step, "val_loss": last_val[0], "val_bpb": last_val[1]})
-                if config.sample_tokens:
+            model.eval()  # in every process: an FSDP forward gathers the weights from all of them
+            val = objective.validate(model, autocast, device, micro)
+            if val and setup.sample:
+                samples = [setup.sample(model)]
+            model.train()
+            if val and objective.best:
+                best = _keep_best(out, objective.best, best, val, step, model, tokenizer, runtime)
+            if val and runtime.is_main:
+                metrics.log({"step": step, **val})
+                if samples:
                     with (out / "samples.txt").open("a") as f:
                         f.write(f"--- step {step}\n{samples[0]}\n")
-                    if show:
-                        tqdm.write(f"step {step}: val loss {last_val[0]:.4f}, {last_val[1]:.4f} bits/byte | sample: {samples[0][:200]!r}")
+                if show:
+                    shown = ", ".join(f"{k} {v:.4f}" for k, v in val.items())
+                    tqdm.write(f"step {step}: {shown}" + (f" | sample: {samples[0][:200]!r}" if samples else ""))
                 if time.perf_counter() - plotted_at >= _REPLOT_SECONDS:
-                    plot_loss(metrics.rows, out / "loss.png", plot_title)
+                    plot_loss(metrics.rows, out / "loss.png", setup.label)
                     plotted_at = time.perf_counter()
-            window_tokens, window_start = 0, time.perf_counter()  # evaluation time is not training throughput
+            window_items, window_start = 0, time.perf_counter()  # evaluation time is not training throughput
 
         stopping = runtime.any(bool(stop)) and step < config.max_steps
         if step % config.save_every == 0 or step == config.max_steps or stopping:
             saved = save(step)
-            window_tokens, window_start = 0, time.perf_counter()
+            window_items, window_start = 0, time.perf_counter()
             if stopping:
                 bar.close()
                 if runtime.is_main:
                     if metrics.rows:
-                        plot_loss(metrics.rows, out / "loss.png", plot_title)
+                        plot_loss(metrics.rows, out / "loss.png", setup.label)
                     metrics.close()
                 name = signal.Signals(stop.signum or signal.SIGTERM).name
                 raise Interrupted(f"stopped by {name} at step {step}; saved {saved or out}", stop.signum or signal.SIGTERM)
@@ -393,13 +421,24 @@ def _train(config: TrainConfig, runtime: distributed.Runtime, stop: run_dir.Stop
     final = out / "final"
     weights = distributed.full_weights(model)
     if runtime.is_main:
-        metadata: dict[str, Any] = {"training": {"step": step, "val_loss": last_val and last_val[0], "val_bpb": last_val and last_val[1]}}
-        checkpoint.save(final, model, tokenizer, metadata=metadata, weights=weights)
+        checkpoint.save(final, model, tokenizer, metadata={"training": {"step": step, **val}}, weights=weights)
         if metrics.rows:
-            plot_loss(metrics.rows, out / "loss.png", plot_title)
+            plot_loss(metrics.rows, out / "loss.png", setup.label)
         metrics.close()
     runtime.barrier()
-    return TrainResult(out, final, step, last_val and last_val[0], last_val and last_val[1], samples)
+    return TrainResult(out, final, step, val, samples)
+
+
+def _keep_best(out: Path, rule: tuple[str, str], best: float | None, val: dict[str, float], step: int,
+               model: torch.nn.Module, tokenizer, runtime: distributed.Runtime) -> float | None:
+    """Save `<out>/best` when `val` beats `best` by `rule` (metric, "min"/"max"); the best value so far."""
+    name, goal = rule
+    if best is not None and not (val[name] > best if goal == "max" else val[name] < best):
+        return best
+    weights = distributed.full_weights(model)
+    if runtime.is_main:
+        checkpoint.save(out / "best", model, tokenizer, metadata={"training": {"step": step, **val}}, weights=weights)
+    return val[name]
 
 
 def _data_label(paths: list[str]) -> str:
@@ -409,15 +448,20 @@ def _data_label(paths: list[str]) -> str:
     return f"{len(paths)} inputs under {os.path.commonpath([os.path.abspath(p) for p in paths])}"
 
 
-def _forward(forward, x: torch.Tensor) -> torch.Tensor:
-    try:
-        return forward(x)
-    except torch._dynamo.exc.TorchDynamoException as e:  # e.g. no C++ compiler for inductor's CPU kernels
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise GptlabError(f"torch.compile failed ({reason[:200]}); run without --compile") from None
+def _one_line_compile_errors(forward: Forward) -> Forward:
+    """`forward`, with a torch.compile failure (e.g. no C++ compiler for inductor) as one line."""
+
+    def call(*args: Any, **kwargs: Any) -> torch.Tensor:
+        try:
+            return forward(*args, **kwargs)
+        except torch._dynamo.exc.TorchDynamoException as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise GptlabError(f"torch.compile failed ({reason[:200]}); run without --compile") from None
+
+    return call
 
 
-def _sample(model: GPT, tokenizer, config: TrainConfig, seq_len: int) -> str:
+def _sample(model: GPT, tokenizer, config: TrainConfig) -> str:
     prompt_tokens = len(tokenizer.encode(config.sample_prompt)) or 1
     room = model.config.n_ctx - prompt_tokens
     if room < 1:

@@ -1,0 +1,161 @@
+"""Free-form answers for generate_until tasks, under lm-evaluation-harness's contract.
+
+Each request is (context, generation_kwargs): generate at most `max_gen_toks` tokens (default 256, as the
+harness), stop at `<|endoftext|>` or the first `until` string and cut the text there; greedy unless
+`do_sample`; beam search when `num_beams` > 1 (the rules of `transformers`, whose defaults the harness gets:
+length_penalty 1.0, early_stopping False; GPT-3 used 4 beams and 0.6). A context too long for the model
+loses its start, keeping room for `max_gen_toks`, as the harness cuts it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from gptlab.errors import GptlabError
+from gptlab.generation.beam import EarlyStopping, beam_search
+from gptlab.generation.params import SamplingParams
+from gptlab.generation.text import _encode_prompt, stream_batch
+
+if TYPE_CHECKING:
+    from gptlab.checkpoint.io import LanguageModel
+    from gptlab.tokenizer import Tokenizer
+
+DEFAULT_MAX_GEN_TOKS = 256
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """One request's generation_kwargs, checked; requests with equal settings are batched together."""
+
+    until: tuple[str, ...] = ()
+    max_gen_toks: int = DEFAULT_MAX_GEN_TOKS
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    early_stopping: EarlyStopping = False
+
+    @classmethod
+    def parse(cls, kwargs: dict[str, Any]) -> GenerationSettings:
+        unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise GptlabError(
+                f"generation_kwargs: {', '.join(unknown)} not supported (supported: "
+                f"{', '.join(cls.__dataclass_fields__)})"
+            )
+        options = dict(kwargs)
+        until = options.pop("until", None)
+        if isinstance(until, str):
+            until = [until]
+        if until is None:
+            until = []
+        if not isinstance(until, list | tuple) or not all(isinstance(s, str) for s in until):
+            raise GptlabError(f"generation_kwargs: until must be a string or a list of strings, got {until!r}")
+        settings = cls(until=tuple(s for s in until if s), **options)
+        settings._check()  # before the settings are hashed: a list where a number belongs would fail there
+        return settings
+
+    def _check(self) -> None:
+        def fail(name: str, wanted: str) -> None:
+            raise GptlabError(f"generation_kwargs: {name} must be {wanted}, got {getattr(self, name)!r}")
+
+        for name in ("max_gen_toks", "num_beams"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                fail(name, "a positive integer")
+        if type(self.do_sample) is not bool:
+            fail("do_sample", "true or false")
+        if type(self.temperature) not in (int, float) or self.temperature < 0:
+            fail("temperature", "a number >= 0")
+        if self.top_k is not None and (type(self.top_k) is not int or self.top_k < 1):
+            fail("top_k", "a positive integer")
+        if self.top_p is not None and (type(self.top_p) not in (int, float) or not 0 < self.top_p <= 1):
+            fail("top_p", "a number in (0, 1]")
+        if type(self.length_penalty) not in (int, float):
+            fail("length_penalty", "a number")
+        if self.early_stopping not in (True, False, "never"):
+            fail("early_stopping", "true, false or 'never'")
+        if self.num_beams > 1 and self.do_sample:
+            raise GptlabError("generation_kwargs: beam search with do_sample (beam sampling) is not supported")
+
+    def sampling(self, seed: int | None) -> SamplingParams:
+        """Greedy unless do_sample, as `transformers` decides (temperature alone does not sample)."""
+        temperature = self.temperature if self.do_sample else 0.0
+        return SamplingParams(
+            max_new_tokens=self.max_gen_toks, temperature=temperature, top_k=self.top_k, top_p=self.top_p,
+            seed=seed, stop=self.until, truncate=True,
+        )
+
+
+def generate_until(
+    lm: LanguageModel,
+    requests: list[tuple[str, dict[str, Any]]],
+    batch_size: int = 8,
+    progress: bool = False,
+    *,
+    seed: int | None = None,
+) -> list[str]:
+    """The continuation of each (context, generation_kwargs) request, cut before its first stop string.
+
+    `seed` seeds sampled requests (do_sample), one generator per batch of `batch_size`.
+    """
+    if batch_size < 1:
+        raise GptlabError(f"batch_size must be at least 1, got {batch_size}")
+    tokenizer = lm.require_tokenizer()
+    n_ctx = lm.model.config.n_ctx
+    groups: dict[GenerationSettings, list[int]] = {}
+    for i, (_, kwargs) in enumerate(requests):
+        groups.setdefault(GenerationSettings.parse(kwargs), []).append(i)
+    for settings in groups:
+        if settings.max_gen_toks >= n_ctx:
+            raise GptlabError(
+                f"max_gen_toks {settings.max_gen_toks} leaves no room for a context in the model's context of "
+                f"{n_ctx} tokens; set a smaller max_gen_toks in the task's generation_kwargs"
+            )
+    outputs = [""] * len(requests)
+    with tqdm(total=len(requests), disable=not progress, desc="generate_until", unit="req") as bar:
+        for settings, rows in groups.items():
+            if settings.num_beams > 1:
+                for row in rows:
+                    outputs[row] = _beam(lm, tokenizer, requests[row][0], settings)
+                    bar.update(1)
+                continue
+            rows = sorted(rows, key=lambda r: -len(requests[r][0]))  # similar lengths pad less
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                texts = [""] * len(batch)
+                params = settings.sampling(seed)
+                for i, piece in stream_batch(lm.model, tokenizer, [requests[r][0] for r in batch], params):
+                    texts[i] += piece
+                for row, text in zip(batch, texts, strict=True):
+                    outputs[row] = text
+                bar.update(len(batch))
+    return outputs
+
+
+def _beam(lm: LanguageModel, tokenizer: Tokenizer, context: str, settings: GenerationSettings) -> str:
+    prompt = _encode_prompt(tokenizer, context)[-(lm.model.config.n_ctx - settings.max_gen_toks) :]
+    until = settings.until
+
+    def ends(tokens: list[int]) -> bool:
+        return _stop_at(tokenizer.decode(tokens), until) is not None
+
+    best = beam_search(
+        lm.model, prompt, settings.max_gen_toks, num_beams=settings.num_beams, length_penalty=settings.length_penalty,
+        eos_id=tokenizer.eot_id, ends=ends if until else None, early_stopping=settings.early_stopping,
+        vocab_size=tokenizer.vocab_size,
+    )
+    tokens = best.tokens[:-1] if best.tokens[-1] == tokenizer.eot_id else best.tokens
+    text = tokenizer.decode(tokens)
+    stop = _stop_at(text, until)
+    return text if stop is None else text[:stop]
+
+
+def _stop_at(text: str, until: tuple[str, ...]) -> int | None:
+    """Where the first stop string in `text` begins, if any."""
+    return min((i for i in (text.find(s) for s in until) if i >= 0), default=None)

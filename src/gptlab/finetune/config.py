@@ -1,0 +1,67 @@
+"""Fine-tuning settings: the training config with GPT-1's fine-tuning recipe as defaults.
+
+GPT-1 (§4.1): lr 6.25e-5, batch 32, 3 epochs, linear decay with warmup over 0.2% of training,
+weight decay 0.01, classifier dropout 0.1, auxiliary LM loss weight λ = 0.5. Steps, warmup and the
+evaluation/checkpoint interval default to what the epochs come to (one evaluation per epoch).
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Literal
+
+from gptlab.errors import GptlabError
+from gptlab.train.config import TrainConfig
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    checkpoint: str = ""
+    """The pretrained gptlab checkpoint to start from."""
+    task: Literal["classification", "entailment", "similarity", "multiple_choice", "lm"] = "classification"
+    """GPT-1's input transformation for the JSONL rows, or `lm`: causal LM fine-tuning on text."""
+    train: str = ""
+    """Training file: JSONL rows of the task's fields and `label`; text, JSONL or folders for `lm`."""
+    valid: str | None = None
+    """Validation file; default: a seeded tenth of the training rows (or text) held out."""
+    trainable: Literal["all", "head"] = "all"
+    """`head` trains only the new head and the s/$/e embeddings; the backbone stays bit-identical."""
+    epochs: float = 3.0
+    lm_coef: float = 0.5
+    """λ in L3 = L2 + λ·L1: weight of the auxiliary language-modelling loss (0 turns it off)."""
+    clf_pdrop: float = 0.1
+    """Dropout before the classifier head."""
+    warmup_fraction: float = 0.002
+    """Warmup as a share of all steps, when warmup_steps is not given."""
+    out: str = "runs/finetune"
+    lr: float | None = 6.25e-5
+    """Peak learning rate."""
+    batch_size: int | None = 32
+    """Examples (rows) per optimizer step, over all processes."""
+    max_steps: int | None = None
+    """Optimizer steps; defaults to `epochs` passes over the training rows."""
+    warmup_steps: int | None = None
+    lr_schedule: Literal["cosine", "linear"] = "linear"
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.01
+    eval_every: int | None = None
+    """Steps between evaluations; default once per epoch."""
+    save_every: int | None = None
+    """Steps between checkpoints; default once per epoch."""
+    sample_tokens: int = 0
+
+    verb: typing.ClassVar[str] = "finetune"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.checkpoint:
+            raise GptlabError("finetune: name the pretrained checkpoint to start from")
+        if not self.train:
+            raise GptlabError("finetune: pass --train FILE with the training rows")
+        if self.model_overrides:
+            raise GptlabError("finetune: the model comes from the checkpoint; model fields cannot be changed")
+        if self.epochs <= 0:
+            raise GptlabError(f"finetune: epochs must be positive, got {self.epochs}")
+        if self.lm_coef < 0 or not 0 <= self.clf_pdrop < 1 or not 0 <= self.warmup_fraction < 1:
+            raise GptlabError("finetune: lm_coef must be >= 0, clf_pdrop and warmup_fraction in [0, 1)")

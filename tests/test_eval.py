@@ -1,0 +1,318 @@
+"""In-context evaluation against lm-evaluation-harness itself: the same task file and the same model
+(exported to a transformers directory for the harness's `hf` backend) give the same numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import gptlab
+from gptlab.checkpoint.hf import export_hf
+from gptlab.errors import GptlabError
+from gptlab.eval import scoring
+from gptlab.eval.tasks import load_task
+from gptlab.model import GPT, preset
+from gptlab.tokenizer import train_tokenizer_on_texts
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORDS = ("red green blue apple pear plum cat dog bird one two three north south east west sun moon star river hill "
+         "stone cloud rain snow wind fire water").split()
+COLORS = ["red", "green", "blue", "yellow"]
+
+
+def _sentence(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    """A random-weight GPT-2-shaped model with a small BPE: as a gptlab checkpoint and as an HF directory."""
+    rng = random.Random(0)
+    tokenizer = train_tokenizer_on_texts([_sentence(rng, 12) + "?\n" for _ in range(400)] + COLORS, 320, progress=False)
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=tokenizer.vocab_size, n_ctx=160, init_std=0.2))
+    root = tmp_path_factory.mktemp("eval")
+    ckpt = gptlab.save(root / "ckpt", model, tokenizer)
+    return ckpt, export_hf(ckpt, root / "hf")
+
+
+def _write_task(folder, name, docs, **extra) -> "os.PathLike":
+    """A multiple-choice task YAML beside its train/test JSONL, the data files named relative to the YAML."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in docs.items():
+        (folder / f"{name}_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {split: str(folder / f"{name}_{split}.jsonl") for split in docs}},
+        "output_type": "multiple_choice",
+        "training_split": "train",
+        "test_split": "test",
+        "description": "Pick the colour.\n\n",
+        "doc_to_text": "Question: {{question}}\nAnswer:",
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "{{label}}",
+        "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}],
+        **extra,
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
+def _choice_docs(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [
+        {"question": _sentence(rng, rng.randint(2, 6)) + "?", "choices": rng.sample(COLORS, 3) + [_sentence(rng, 2)],
+         "label": rng.randrange(4)}
+        for _ in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def mc_task(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tasks")
+    return _write_task(folder, "colors", {"train": _choice_docs(8, 1), "test": _choice_docs(24, 2)})
+
+
+@pytest.fixture(scope="module")
+def rolling_task(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rolling")
+    rng = random.Random(3)
+    (folder / "docs.jsonl").write_text(
+        "".join(json.dumps({"text": _sentence(rng, rng.randint(5, 300)) + "."}) + "\n" for _ in range(6)))
+    (folder / "wiki.yaml").write_text(textwrap.dedent(f"""\
+        task: tiny_wiki
+        dataset_path: json
+        dataset_kwargs:
+          data_files:
+            test: {folder / 'docs.jsonl'}
+        output_type: loglikelihood_rolling
+        test_split: test
+        doc_to_text: ""
+        doc_to_target: "{{{{text}}}}"
+        """))
+    return folder / "wiki.yaml"
+
+
+def gptlab_cli(*args):
+    return subprocess.run([sys.executable, "-m", "gptlab", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """`gptlab ARGS` in this process (no interpreter start-up): exit status, stdout, stderr."""
+    from gptlab.cli.main import main
+
+    try:
+        main([*map(str, args)])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("gptlab: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def _task_manager(task_path):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(task_path.parent), include_defaults=False)
+
+
+def _harness(model, model_args, task_path, k):
+    from lm_eval import simple_evaluate
+
+    name = load_task(str(task_path)).name
+    out = simple_evaluate(
+        model=model, model_args=model_args, tasks=[name], num_fewshot=k, task_manager=_task_manager(task_path),
+        batch_size=8, device="cpu", log_samples=True,
+        bootstrap_iters=1,  # > 0 turns standard errors on; means get the closed form, not a bootstrap
+    )
+    return out["results"][name], out["samples"][name]
+
+
+@pytest.fixture(scope="module")
+def harness_mc(model_dirs, mc_task):
+    """The harness's `hf` backend on the exported model: results and logged samples at K = 0 and 3."""
+    return {k: _harness("hf", f"pretrained={model_dirs[1]},dtype=float32", mc_task, k) for k in (0, 3)}
+
+
+def test_multiple_choice_matches_the_harness(model_dirs, mc_task, harness_mc, tmp_path):
+    result = gptlab_cli("eval", model_dirs[0], "--task", mc_task, "--shots", 0, 3, "--json", "--out", tmp_path,
+                        "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    ours = json.loads(result.stdout)
+    assert ours == json.loads((tmp_path / "results.json").read_text())
+    assert (tmp_path / "accuracy_vs_shots.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for k, (theirs, _) in harness_mc.items():
+        at_k = ours["tasks"]["colors"]["shots"][str(k)]
+        assert at_k["capped"] == 0 and at_k["shots_mean"] == k  # every prompt fits: no truncation on either side
+        metrics = at_k["metrics"]
+        assert metrics["acc"]["value"] == theirs["acc,none"]
+        assert metrics["acc_norm"]["value"] == theirs["acc_norm,none"]
+        assert metrics["acc"]["stderr"] == pytest.approx(theirs["acc_stderr,none"], abs=1e-12)
+        assert metrics["acc_norm"]["stderr"] == pytest.approx(theirs["acc_norm_stderr,none"], abs=1e-12)
+        assert {"acc_token", "acc_uncond"} <= set(metrics)
+
+
+def test_same_prompts_and_loglikelihoods_as_the_harness(model_dirs, mc_task, harness_mc):
+    """Per request: gptlab builds the harness's exact contexts, and scores them as its `hf` backend does."""
+    from gptlab.eval.runner import _TaskRunner
+
+    lm = gptlab.load(model_dirs[0])
+    task = load_task(str(mc_task))
+    for k, (_, samples) in harness_mc.items():
+        requests = [tuple(args) for s in samples for args in s["arguments"]]
+        ours = [(p.context, c) for p, _ in _fitted(_TaskRunner(lm, task, 16, False), task, k) for c in p.continuations]
+        assert ours == requests
+        harness_lls = [float(resp[0][0]) for s in samples for resp in s["resps"]]
+        assert [ll for ll, _ in scoring.loglikelihood(lm, requests)] == pytest.approx(harness_lls, abs=1e-4)
+        assert [g for _, g in scoring.loglikelihood(lm, requests)] == [bool(r[0][1]) for s in samples for r in s["resps"]]
+
+
+def _fitted(runner, task, k):
+    draw = task.sampler()
+    return [runner._fit(i, doc, draw(k, doc), k) for i, doc in enumerate(task.docs)]
+
+
+def test_rolling_perplexity_matches_the_harness(model_dirs, rolling_task, capsys, tmp_path):
+    lm = gptlab.load(model_dirs[0])
+    texts = [json.loads(line)["text"] for line in (rolling_task.parent / "docs.jsonl").read_text().splitlines()]
+    assert max(len(lm.tokenizer.encode(t)) for t in texts) > 2 * lm.config.n_ctx  # several windows per text
+    theirs, samples = _harness("hf", f"pretrained={model_dirs[1]},dtype=float32", rolling_task, 0)
+    # totals of thousands of nats: the harness sums each window in float32, gptlab in float64
+    assert scoring.loglikelihood_rolling(lm, texts) == pytest.approx([s["resps"][0][0] for s in samples], rel=1e-6)
+    code, out, err = run_cli(capsys, "eval", model_dirs[0], "--task", rolling_task, "--json", "--out", tmp_path)
+    assert code == 0, err
+    metrics = json.loads(out)["tasks"]["tiny_wiki"]["shots"]["0"]["metrics"]
+    for name in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
+        assert metrics[name]["value"] == pytest.approx(theirs[f"{name},none"], rel=1e-5)
+    # --text: one file, the same rule
+    text = tmp_path / "one.txt"
+    text.write_text(texts[0])
+    code, out, err = run_cli(capsys, "eval", model_dirs[0], "--text", text, "--out", tmp_path / "t")
+    assert code == 0, err and "bits_per_byte" in out
+    (bpb,) = [line for line in out.splitlines() if "bits_per_byte" in line]
+    expected = -scoring.loglikelihood_rolling(lm, [texts[0]])[0] / len(texts[0].encode()) / math.log(2)
+    assert float(bpb.split()[3]) == pytest.approx(expected, abs=1e-4)
+
+
+def test_gptlab_model_inside_the_harness(model_dirs, mc_task, harness_mc):
+    """`simple_evaluate(model="gptlab")` after importing gptlab.eval.harness: the hf backend's numbers."""
+    import gptlab.eval.harness  # noqa: F401
+
+    theirs, samples = _harness("gptlab", f"path={model_dirs[0]}", mc_task, 3)
+    assert theirs["acc,none"] == harness_mc[3][0]["acc,none"]
+    assert theirs["acc_norm,none"] == harness_mc[3][0]["acc_norm,none"]
+    hf_lls = [float(r[0][0]) for s in harness_mc[3][1] for r in s["resps"]]
+    assert [float(r[0][0]) for s in samples for r in s["resps"]] == pytest.approx(hf_lls, abs=1e-4)
+
+
+def test_fewshot_from_the_test_split_never_shows_the_document_itself(model_dirs, tmp_path):
+    """With fewshot_split = test_split the harness draws K+1 and drops the evaluated document; gptlab's
+    contexts equal the harness's own, and no document is among its own examples."""
+
+    docs = _choice_docs(12, 5)
+    path = _write_task(tmp_path / "t", "selfshot", {"test": docs}, fewshot_split="test", training_split=None)
+    tm = _task_manager(path)
+    harness_task = tm.load("selfshot")["tasks"]["selfshot"]
+    harness_task.set_config(key="num_fewshot", value=4)
+    harness_task.set_fewshot_seed(seed=1234)
+    harness_task.build_all_requests()
+    contexts = [inst.args[0] for inst in harness_task.instances if inst.idx == 0]
+    task = load_task(str(path))
+    draw = task.sampler()
+    for i, doc in enumerate(task.docs):
+        shots = draw(4, doc)
+        assert doc not in shots and len(shots) == 4
+        assert task.prompt(i, doc, shots).context == contexts[i]
+
+
+def test_kv_reuse_equals_full_sequence_scoring(model_dirs):
+    """Contexts shared by several continuations, computed once, score as the plain forward pass does."""
+    lm = gptlab.load(model_dirs[0])
+    rng = random.Random(0)
+    pairs = []
+    for _ in range(12):
+        context = [rng.randrange(lm.tokenizer.vocab_size) for _ in range(rng.randint(1, 60))]
+        pairs += [(context, [rng.randrange(lm.tokenizer.vocab_size) for _ in range(rng.randint(1, 30))])
+                  for _ in range(rng.randint(1, 5))]
+    pairs.append(([1] * 150, [2] * 20))  # too long: the context loses its start, as in the harness
+    for batch_size in (1, 5, 64):
+        scores = scoring.score_tokens(lm, pairs, batch_size)
+        for score, (context, continuation) in zip(scores, pairs, strict=True):
+            ids = torch.tensor([(context + continuation)[-(lm.config.n_ctx + 1):][:-1]])
+            logprobs = F.log_softmax(lm.model(ids)[0, -len(continuation):], dim=-1)
+            assert score.logprob == pytest.approx(logprobs[torch.arange(len(continuation)), continuation].sum().item(), abs=1e-4)
+            assert score.greedy == bool((logprobs.argmax(-1) == torch.tensor(continuation)).all())
+            assert score.n_tokens == len(continuation)
+
+
+def test_prompts_that_do_not_fit_keep_fewer_examples(model_dirs, tmp_path, capsys):
+    docs = _choice_docs(6, 7)
+    for doc in docs:
+        doc["question"] = " ".join(["stone"] * 40)
+    path = _write_task(tmp_path / "t", "long", {"train": docs, "test": docs[:3]})
+    code, out, err = run_cli(capsys, "eval", model_dirs[0], "--task", path, "--shots", 0, 5, "--json", "--out", tmp_path)
+    assert code == 0, err
+    assert "do not fit the model's context of 160 tokens with K=5" in err
+    at5 = json.loads(out)["tasks"]["long"]["shots"]["5"]
+    assert at5["capped"] == 3 and at5["shots_mean"] < 5
+
+
+def test_bad_input_is_one_line(model_dirs, mc_task, tmp_path, capsys):
+    ckpt = model_dirs[0]
+    docs = {"train": _choice_docs(3, 1), "test": _choice_docs(4, 2)}
+    missing = _write_task(tmp_path / "a", "missing", docs)
+    (tmp_path / "a" / "missing_test.jsonl").unlink()
+    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", missing)[::2], "missing_test.jsonl not found")
+    broken = _write_task(tmp_path / "b", "broken", docs, doc_to_text="Question: {{question}\nAnswer:")
+    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", broken)[::2], "not a valid Jinja template")
+    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", mc_task, "--shots", 9)[::2],
+                          "9 few-shot examples requested but its split 'train' has 8")
+    docs["test"][2].pop("question")
+    lacking = _write_task(tmp_path / "c", "lacking", docs)
+    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", lacking)[::2], "test row 3", "'question' is undefined")
+    docs = {"train": _choice_docs(3, 1), "test": _choice_docs(2, 2)}
+    docs["test"][1]["question"] = " ".join(["moon"] * 300)
+    too_long = _write_task(tmp_path / "d", "too_long", docs)
+    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", too_long)[::2], "test row 2 does not fit", "160 tokens")
+    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", "no_such_task")[::2], "unknown task")
+
+
+def test_data_files_relative_to_the_yaml_folder(tmp_path):
+    """The harness reads data_files relative to the working directory; gptlab also finds them beside the YAML."""
+    path = _write_task(tmp_path / "rel", "rel", {"train": _choice_docs(3, 1), "test": _choice_docs(3, 2)})
+    config = json.loads(path.read_text())
+    config["dataset_kwargs"]["data_files"] = {"train": "rel_train.jsonl", "test": "rel_test.jsonl"}
+    path.write_text(json.dumps(config))
+    assert len(load_task(str(path)).docs) == 3
+
+
+def test_builtin_generate_until_task(model_dirs, tmp_path, capsys, monkeypatch):
+    """A built-in GPT-3 synthetic task by name: written as task files, answers generated until the stop string."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "eval", model_dirs[0], "--task", "arithmetic_2d_plus", "--shots", 0, 2,
+                             "--limit", 4, "--json")
+    assert code == 0, err
+    task = json.loads(out)["tasks"]["arithmetic_2d_plus"]
+    assert task["output_type"] == "generate_until" and task["docs"] == 4
+    assert set(task["shots"]) == {"0", "2"} and "exact_match" in task["shots"]["2"]["metrics"]
+    assert (tmp_path / "runs" / "eval" / "tasks" / "arithmetic_2d_plus" / "arithmetic_2d_plus.yaml").is_file()

@@ -1,0 +1,182 @@
+"""GPT-1 fine-tuning through the one training loop: it learns each task type, resumes exactly, and keeps
+a frozen backbone frozen."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import gptlab
+from gptlab.finetune import TaskObjective, TaskSpec, encode, read_rows
+from gptlab.finetune.heads import TaskModel, add_special_tokens
+from gptlab.tokenizer import GPT1_SPECIAL_TOKENS, byte_tokenizer
+
+WORDS = "the a cat dog sat ran on under table chair quickly slowly red blue green small".split()
+FAST = ["--lr", "1e-3", "--batch-size", "16", "--threads", "1", "--no-progress", "--log-every", "1"]
+
+
+def finetune_cli(*args, wait=True):
+    cmd = [sys.executable, "-m", "gptlab", "finetune", *map(str, args)]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def timeless(rows: list[dict]) -> list[dict]:
+    """Metrics rows without the throughput, which differs from run to run."""
+    return [{k: v for k, v in r.items() if k != "items_per_s"} for r in rows]
+
+
+def phrase(rng: random.Random, n: int = 4) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def marked(rng: random.Random, marker: str) -> str:
+    words = phrase(rng, rng.randint(3, 6)).split()
+    words.insert(rng.randrange(len(words) + 1), marker)
+    return " ".join(words)
+
+
+def row(task: str, rng: random.Random) -> dict:
+    """A row whose label a small model can learn in a few epochs: a marker word decides it."""
+    yes = rng.random() < 0.5
+    marker = "good" if yes else "awful"
+    if task == "classification":
+        return {"text": marked(rng, marker), "label": "pos" if yes else "neg"}
+    if task == "entailment":
+        return {"premise": phrase(rng), "hypothesis": marked(rng, marker), "label": "entailment" if yes else "contradiction"}
+    if task == "similarity":
+        return {"text_a": marked(rng, marker), "text_b": phrase(rng), "label": int(yes)}
+    choices = [marked(rng, "good"), marked(rng, "awful"), marked(rng, "awful")]
+    rng.shuffle(choices)
+    return {"context": phrase(rng), "choices": choices, "label": next(i for i, c in enumerate(choices) if "good" in c.split())}
+
+
+def write_rows(path: Path, task: str, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    path.write_text("".join(json.dumps(row(task, rng)) + "\n" for _ in range(n)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """A small pretrained-shaped GPT with the byte tokenizer (untrained: the tasks teach it all)."""
+    path = tmp_path_factory.mktemp("base") / "gpt"
+    torch.manual_seed(0)
+    model = gptlab.GPT(gptlab.preset("tiny", n_layer=2, d_model=64, n_head=2, n_ctx=64, vocab_size=257))
+    gptlab.save(path, model, byte_tokenizer())
+    return path
+
+
+@pytest.mark.parametrize("task", ["classification", "entailment", "similarity", "multiple_choice"])
+def test_finetuning_learns_each_task_type(tmp_path, base, task):
+    train = write_rows(tmp_path / "train.jsonl", task, 320, seed=1)
+    valid = write_rows(tmp_path / "valid.jsonl", task, 100, seed=2)
+    out = tmp_path / "run"
+    result = finetune_cli(base, "--task", task, "--train", train, "--valid", valid, "--epochs", 4, "--out", out, *FAST)
+    assert result.returncode == 0, result.stderr
+    accuracy = [r["val_acc"] for r in metrics(out) if "val_acc" in r]
+    assert len(accuracy) == 4  # once per epoch
+    assert max(accuracy) >= 0.9, accuracy  # chance is 1/2 (1/3 for multiple choice)
+    best = gptlab.load(out / "best")
+    assert isinstance(best.model, TaskModel) and best.model.spec.type == task
+    assert json.loads((out / "best" / "config.json").read_text())["training"]["val_acc"] == max(accuracy)
+    predicted = subprocess.run([sys.executable, "-m", "gptlab", "predict", out / "best", "--input", valid],
+                               capture_output=True, text=True, timeout=300)
+    assert predicted.returncode == 0, predicted.stderr
+    rows = [json.loads(line) for line in valid.read_text().splitlines()]
+    answers = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert sum(a["label"] == r["label"] for a, r in zip(answers, rows, strict=True)) / len(rows) == max(accuracy)
+
+
+def test_the_auxiliary_lm_loss_is_weighted_by_lambda(base, tmp_path):
+    train = read_rows(write_rows(tmp_path / "train.jsonl", "entailment", 8, seed=3))
+    lm = gptlab.load(base)
+    model, tokenizer = add_special_tokens(lm.model, lm.tokenizer, GPT1_SPECIAL_TOKENS)
+    losses = {}
+    for coef in (0.0, 0.5, 1.0):
+        spec = TaskSpec.create("entailment", ["contradiction", "entailment"], tokenizer, clf_pdrop=0.0, lm_coef=coef)
+        task_model = TaskModel.from_backbone(model, spec, seed=0).eval()
+        objective = TaskObjective(encode(spec, tokenizer, train, 64), None, spec, seed=0)
+        losses[coef] = objective.loss(task_model, objective.sample(8), lambda: torch.autocast("cpu", enabled=False), torch.device("cpu")).item()
+    lm_term = losses[1.0] - losses[0.0]
+    assert lm_term > 1.0  # an untrained model's LM loss is large
+    assert losses[0.5] == pytest.approx(losses[0.0] + 0.5 * lm_term, rel=1e-5)
+
+
+def test_head_only_training_leaves_the_backbone_bit_identical(tmp_path, base):
+    train = write_rows(tmp_path / "train.jsonl", "classification", 64, seed=4)
+    out = tmp_path / "run"
+    result = finetune_cli(base, "--task", "classification", "--train", train, "--trainable", "head", "--epochs", 2,
+                          "--out", out, *FAST)
+    assert result.returncode == 0, result.stderr
+    before, after = load_file(str(base / "model.safetensors")), load_file(str(out / "final" / "model.safetensors"))
+    for key, tensor in before.items():
+        if key == "wte.weight":
+            assert torch.equal(after[key][: len(tensor)], tensor)  # every old row; the s/$/e rows are new
+            assert not torch.equal(after[key][len(tensor):], gptlab.load(out / "checkpoints" / "step_0000004").model.wte.weight[len(tensor):])
+        else:
+            assert torch.equal(after[key], tensor), key
+    assert "head.weight" in after
+
+
+def test_sigkill_then_resume_of_a_fine_tune_is_bit_exact(tmp_path, base):
+    train = write_rows(tmp_path / "train.jsonl", "multiple_choice", 160, seed=5)
+    args = ["--task", "multiple_choice", "--train", train, "--max-steps", 40, "--save-every", 10, "--eval-every", 20, *FAST]
+    reference = tmp_path / "reference"
+    assert finetune_cli(base, *args, "--out", reference).returncode == 0
+    out = tmp_path / "killed"
+    process = finetune_cli(base, *args, "--out", out, wait=False)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "step_0000010").is_dir():
+        assert process.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "final").exists()
+    resumed = finetune_cli(base, *args, "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert timeless(metrics(out)) == timeless(metrics(reference))
+    a, b = load_file(str(out / "final" / "model.safetensors")), load_file(str(reference / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    "rows, args, message",
+    [
+        ([{"text": "a b"}], [], "label"),
+        ([{"premise": "a", "label": "x"}], ["--task", "entailment"], "hypothesis"),
+        ([{"text": "a", "label": "x"}] * 4, [], "two or more"),
+        ([{"text": "a", "label": "x"}], ["--task", "ranking"], "task must be one of"),
+    ],
+)
+def test_bad_fine_tuning_input_is_one_line(tmp_path, base, rows, args, message):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = finetune_cli(base, "--train", train, "--out", tmp_path / "run", *args)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("gptlab: error: "), result.stderr
+
+
+def test_an_unknown_label_at_predict_time_is_one_line(tmp_path, base):
+    train = write_rows(tmp_path / "train.jsonl", "classification", 32, seed=6)
+    out = tmp_path / "run"
+    assert finetune_cli(base, "--task", "classification", "--train", train, "--max-steps", 2, "--out", out, *FAST).returncode == 0
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"text": "a cat", "label": "maybe"}) + "\n")
+    result = subprocess.run([sys.executable, "-m", "gptlab", "predict", out / "final", "--input", rows],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "maybe" in result.stderr
