@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 import gptlab
 from gptlab.checkpoint.hf import export_hf
-from gptlab.errors import GptlabError
 from gptlab.eval import scoring
 from gptlab.eval.tasks import load_task
 from gptlab.model import GPT, preset
@@ -47,7 +46,7 @@ def model_dirs(tmp_path_factory):
     return ckpt, export_hf(ckpt, root / "hf")
 
 
-def _write_task(folder, name, docs, **extra) -> "os.PathLike":
+def _write_task(folder, name, docs, **extra):
     """A multiple-choice task YAML beside its train/test JSONL, the data files named relative to the YAML."""
     folder.mkdir(parents=True, exist_ok=True)
     for split, rows in docs.items():
@@ -183,8 +182,9 @@ def test_same_prompts_and_loglikelihoods_as_the_harness(model_dirs, mc_task, har
         ours = [(p.context, c) for p, _ in _fitted(_TaskRunner(lm, task, 16, False), task, k) for c in p.continuations]
         assert ours == requests
         harness_lls = [float(resp[0][0]) for s in samples for resp in s["resps"]]
-        assert [ll for ll, _ in scoring.loglikelihood(lm, requests)] == pytest.approx(harness_lls, abs=1e-4)
-        assert [g for _, g in scoring.loglikelihood(lm, requests)] == [bool(r[0][1]) for s in samples for r in s["resps"]]
+        scores = scoring.loglikelihood(lm, requests)
+        assert [ll for ll, _ in scores] == pytest.approx(harness_lls, abs=1e-4)
+        assert [greedy for _, greedy in scores] == [bool(r[0][1]) for s in samples for r in s["resps"]]
 
 
 def _fitted(runner, task, k):

@@ -3,15 +3,14 @@ a frozen backbone frozen."""
 
 import json
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train import assert_same_weights, kill_at
 
 import gptlab
 from gptlab.finetune import TaskObjective, TaskSpec, encode, read_rows
@@ -137,26 +136,18 @@ def test_sigkill_then_resume_of_a_fine_tune_is_bit_exact(tmp_path, base):
     reference = tmp_path / "reference"
     assert finetune_cli(base, *args, "--out", reference).returncode == 0
     out = tmp_path / "killed"
-    process = finetune_cli(base, *args, "--out", out, wait=False)
-    deadline = time.time() + 300
-    while not (out / "checkpoints" / "step_0000010").is_dir():
-        assert process.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (out / "final").exists()
+    kill_at(finetune_cli(base, *args, "--out", out, wait=False), out / "checkpoints" / "step_0000010")
     resumed = finetune_cli(base, *args, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert timeless(metrics(out)) == timeless(metrics(reference))
-    a, b = load_file(str(out / "final" / "model.safetensors")), load_file(str(reference / "final" / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_weights(out / "final", reference / "final")
 
 
 @pytest.mark.parametrize(
     "rows, args, message",
     [
-        ([{"text": "a b"}], [], "label"),
-        ([{"premise": "a", "label": "x"}], ["--task", "entailment"], "hypothesis"),
+        ([{"text": "a b"}] * 4, [], "label"),
+        ([{"premise": "a", "label": "x"}, {"premise": "b", "label": "y"}] * 2, ["--task", "entailment"], "hypothesis"),
         ([{"text": "a", "label": "x"}] * 4, [], "two or more"),
         ([{"text": "a", "label": "x"}], ["--task", "ranking"], "task must be one of"),
     ],

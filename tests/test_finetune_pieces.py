@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_hf_interop import randomize as hf_randomize
 
 import gptlab
 from gptlab.cli.main import main
@@ -320,14 +321,8 @@ def test_predict_cli_writes_jsonl_atomically_or_to_stdout(tmp_path, base, capsys
 TOL = 1e-5
 
 
-@torch.no_grad()
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-trivial values everywhere (biases and LayerNorms too), so no mapping passes by accident."""
-    g = torch.Generator().manual_seed(seed)
-    for name, p in model.named_parameters():
-        noise = torch.randn(p.shape, generator=g)
-        p.copy_(1 + 0.1 * noise if ".ln" in f".{name}" and name.endswith("weight") else 0.3 * noise)
-    return model.eval()
+    return hf_randomize(model, seed, scale=0.3)  # larger weights: class logits far apart
 
 
 def padded_batch(tokenizer, spec, texts) -> tuple[torch.Tensor, torch.Tensor]:

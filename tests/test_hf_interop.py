@@ -34,12 +34,12 @@ def ids(tokenizer: Tokenizer) -> torch.Tensor:
 
 
 @torch.no_grad()
-def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:
     """Non-trivial values everywhere (biases and LayerNorms too), so no mapping passes by accident."""
     g = torch.Generator().manual_seed(seed)
     for name, p in model.named_parameters():
         noise = torch.randn(p.shape, generator=g)
-        p.copy_(1 + 0.1 * noise if ".ln" in f".{name}" and name.endswith("weight") else 0.05 * noise)
+        p.copy_(1 + 0.1 * noise if ".ln" in f".{name}" and name.endswith("weight") else scale * noise)
     return model.eval()
 
 

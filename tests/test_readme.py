@@ -38,6 +38,8 @@ SHRINK = {
     r"^gptlab quickstart\b": "--minutes 0.01 --model tiny --seq-len 128 --batch-size 4 --vocab-size 512",
     r"\bgptlab train\b": "--max-steps 4 --eval-every 2 --save-every 2 --eval-windows 4 --sample-tokens 4 --batch-size 4",
     r"\bgptlab train\b.* --resume\b": "--max-steps 6",  # the README resumes a killed run; here it has finished
+    r"^gptlab finetune\b": "--max-steps 4 --batch-size 8",
+    r"^gptlab eval\b": "--limit 4",
 }
 """Options appended to matching commands so that the tour fits in CI's time; the README's are real ones."""
 

@@ -34,6 +34,17 @@ def losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
+def kill_at(process: subprocess.Popen, checkpoint: Path) -> None:
+    """SIGKILL a training run as soon as `checkpoint` exists, before the run can finish."""
+    deadline = time.time() + 300
+    while not checkpoint.is_dir():
+        assert process.poll() is None and time.time() < deadline, "run ended before the checkpoint"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (checkpoint.parents[1] / "final").exists(), "the run finished before it was killed"
+
+
 def assert_same_weights(a: Path, b: Path) -> None:
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert wa.keys() == wb.keys()
@@ -203,14 +214,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, corpus):
     assert train_cli(*args, "--out", reference).returncode == 0
 
     out = tmp_path / "killed"
-    process = train_cli(*args, "--out", out, wait=False)
-    deadline = time.time() + 300
-    while not (out / "checkpoints" / "step_0000100").is_dir():
-        assert process.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (out / "final").exists(), "the run finished before it was killed"
+    kill_at(train_cli(*args, "--out", out, wait=False), out / "checkpoints" / "step_0000100")
 
     resumed = train_cli(*args, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr

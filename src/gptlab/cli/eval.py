@@ -20,8 +20,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("checkpoint", type=Path, help="gptlab checkpoint directory")
-    parser.add_argument("--task", action="append", default=[], metavar="NAME_OR_YAML",
-                        help="task YAML file or built-in task name (repeatable)")
+    parser.add_argument("--task", action="extend", nargs="+", default=[], metavar="NAME_OR_YAML",
+                        help="task YAML files or built-in task names")
     parser.add_argument("--shots", type=int, nargs="+", default=[0], metavar="K",
                         help="numbers of in-context examples, e.g. --shots 0 1 5 (default 0)")
     parser.add_argument("--text", type=Path, action="append", default=[], metavar="FILE",

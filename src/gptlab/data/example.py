@@ -26,6 +26,7 @@ MIN_WORDS = 20  # shorter docstrings are one-liners, not prose
 INPUT_BYTES = 1_000_000  # input.txt: about tinyshakespeare's size
 PAGE_CHARS = 1000  # a document of curated/, webtext/ or crawl/ joins a file's docstrings up to this
 BOOKS = 8  # the packages with the most docstring text become books/
+TOPICS, PER_TOPIC, TOPIC_CHARS = 3, 150, 400  # tasks/: which package a docstring is from, for `gptlab finetune`
 # How many pages each folder takes, in this order, from one shuffled pool.
 SPLIT = {"curated": 300, "webtext": 100, "crawl": 200, "crawl_sample": 25, "evals": 10}
 JUNK = {"crawl": 250, "crawl_sample": 200}
@@ -70,6 +71,9 @@ def write_example(out: Path) -> dict[str, str]:
         by_package.setdefault(name.split("/")[0].removesuffix(".py"), []).extend(docs)
     books = sorted(by_package.items(), key=lambda item: -sum(map(len, item[1])))[:BOOKS]
     input_text = "\n\n".join(doc for docs in by_file.values() for doc in docs)[:INPUT_BYTES]
+    topics = [{"text": doc[:TOPIC_CHARS], "label": name} for name, docs in books[:TOPICS] for doc in docs[:PER_TOPIC]]
+    rng.shuffle(topics)
+    held_out = len(topics) // 5
 
     half = len(crawl_docs) // 2
     files = {
@@ -81,6 +85,8 @@ def write_example(out: Path) -> dict[str, str]:
         "webtext/part-0.jsonl": _jsonl((f"webtext-{i:04d}", t) for i, t in enumerate(parts["webtext"])),
         "evals/benchmark.jsonl": _jsonl((f"question-{i:02d}", t) for i, t in enumerate(benchmark)),
         **{f"books/{name}.txt": "\n\n".join(docs) + "\n" for name, docs in books},
+        "tasks/topic-train.jsonl": "".join(json.dumps(row) + "\n" for row in topics[held_out:]),
+        "tasks/topic-valid.jsonl": "".join(json.dumps(row) + "\n" for row in topics[:held_out]),
     }
     try:
         for name, text in files.items():
@@ -95,6 +101,7 @@ def write_example(out: Path) -> dict[str, str]:
         "crawl/": f"{len(crawl_docs)} documents: prose, junk, near-duplicates, benchmark text; 1 broken line",
         "webtext/": f"{len(parts['webtext'])} pages of docstrings, {NEAR_DUPLICATED} of them near-copied into crawl/",
         "evals/": f"{len(benchmark)} benchmark passages, {CONTAMINATED} of them also in crawl/",
+        "tasks/": f"{len(topics)} docstrings labelled with their package, {TOPICS} classes (topic-train/-valid.jsonl)",
     }
 
 

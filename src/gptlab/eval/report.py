@@ -23,7 +23,8 @@ def table(results: dict[str, Any]) -> str:
                 shots = f"{k} (~{at_k['shots_mean']:.1f})"
             for metric, m in at_k["metrics"].items():
                 stderr = "" if m["stderr"] is None else f"± {m['stderr']:.4f}"
-                rows.append((name, shots, metric, f"{m['value']:.4f}", stderr))
+                value = f"{m['value']:.4f}" if abs(m["value"]) < 1e5 else f"{m['value']:.4e}"
+                rows.append((name, shots, metric, value, stderr))
             if entry["output_type"] == "loglikelihood_rolling":
                 break  # the same for every K
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
@@ -54,6 +55,7 @@ def plot(results: dict[str, Any], path: str | os.PathLike) -> bool:
     axes.set_xlabel("examples in context (K)")
     axes.set_ylabel("accuracy")
     axes.set_title(f"{Path(results['model'] or 'model').name}: zero-, one- and few-shot")
+    axes.set_ylim(0, 1)
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
