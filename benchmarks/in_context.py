@@ -16,7 +16,7 @@ or the first). Only the examples in the context tell them apart; that is what K 
 The peer: GPT-3 175B's word-task scores (Table 3.10, BPE tokens) at K = 0, 1 and few-shot; the headline is
 acc(K=16) / acc(K=0) of the model trained here. Prints one JSON object; progress goes to stderr.
 
-    python benchmarks/in_context.py [--minutes 10] [--out runs/in-context] [--tasks word_reversed word_anagrams1]
+    python benchmarks/in_context.py [--minutes 10] [--out runs/in-context] [--tasks word_reversed word_anagrams1] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="synthetic tasks mixed in and evaluated")
     parser.add_argument("--documents", type=int, default=20000, help="demonstration documents in the corpus")
-    parser.add_argument("--limit", type=int, default=200, help="held-out instances scored per task and K")
+    parser.add_argument("--limit", type=int, default=HELD_OUT, help=f"held-out instances scored per task and K (default all {HELD_OUT})")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
     args = parser.parse_args()
 

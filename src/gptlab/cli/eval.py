@@ -35,10 +35,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def default_out(checkpoint: Path) -> Path:
-    """runs/eval/<name>; a checkpoint inside a training run (`runs/mine/final`) is named after the run."""
-    path = checkpoint.resolve()
-    name = f"{path.parent.name}-{path.name}" if (path.parent / "metrics.jsonl").is_file() else path.name
-    return Path("runs") / "eval" / name
+    """runs/eval/<the checkpoint's name>."""
+    from gptlab.eval.report import model_name
+
+    return Path("runs") / "eval" / model_name(checkpoint)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -33,6 +33,12 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def model_name(checkpoint: str | os.PathLike) -> str:
+    """What results call a checkpoint: one inside a training run (`runs/mine/final`) is named after the run."""
+    path = Path(checkpoint).resolve()
+    return f"{path.parent.name}-{path.name}" if (path.parent / "metrics.jsonl").is_file() else path.name
+
+
 def plot(results: dict[str, Any], path: str | os.PathLike) -> bool:
     """Accuracy against K, one line per task (GPT-3's figure); False when no task has an accuracy."""
     lines = {
@@ -54,7 +60,7 @@ def plot(results: dict[str, Any], path: str | os.PathLike) -> bool:
     axes.set_xticks(shots)
     axes.set_xlabel("examples in context (K)")
     axes.set_ylabel("accuracy")
-    axes.set_title(f"{Path(results['model'] or 'model').name}: zero-, one- and few-shot")
+    axes.set_title(f"{model_name(results['model']) if results['model'] else 'model'}: zero-, one- and few-shot")
     axes.set_ylim(0, 1)
     axes.grid(alpha=0.3)
     axes.legend()
