@@ -2,21 +2,31 @@
 from the examples in its context, so accuracy rises with K.
 
 The outer loop: `write_demonstration_corpus` mixes the standard library's docstrings (`gptlab data example`'s
-input.txt, no download) with documents of 4-16 consecutive solved examples of GPT-3's word tasks, and
+input.txt, no download) with documents of 4-16 consecutive solved examples of a synthetic task, and
 `gptlab.train.train` pretrains configs/in-context.yaml on it for --minutes on the CPU (the step count is
 set from a timing of this exact model and batch). The inner loop: the eval runner scores held-out
 instances (never in the corpus) at K = 0, 1, 2, 4, 8, 16, greedy, exact match, as `gptlab eval` does, and
 gptlab.eval.report writes results.json and accuracy_vs_shots.png.
 
-The tasks share one instruction and one format ("Please unscramble the letters into a word, and write that
-word:" then "tluaf = fault" lines), so a zero-shot prompt does not say which manipulation was applied:
-reversed words (RW) and one-letter-kept anagrams (A1) call for opposite first moves (copy the last letter,
-or the first). Only the examples in the context tell them apart; that is what K measures here.
+The task, word_category_labels, can only be solved from the context: each item is a number or a common
+word, and each kind carries a made-up label (3-5 random letters) drawn afresh for every demonstration
+document; the evaluation splits share one more mapping that no demonstration uses:
 
-The peer: GPT-3 175B's word-task scores (Table 3.10, BPE tokens) at K = 0, 1 and few-shot; the headline is
-acc(K=16) / acc(K=0) of the model trained here. Prints one JSON object; progress goes to stderr.
+    Give each item the label of its kind:
+    412 = vop
+    house = drelk
+    58 =                      -> " vop"
 
-    python benchmarks/in_context.py [--minutes 10] [--out runs/in-context] [--tasks word_reversed word_anagrams1] [--set key=value ...]
+At K = 0 the label cannot be known; each example of the query's kind in the context lets the model copy it
+(an example of it is among K shots with chance 1 - 2^-K). An earlier version used reversed words and
+anagrams (GPT-3's RW and A1): a 0.9M-parameter model in ~10 minutes did not learn to tell them apart from
+examples, and its curve was flat or falling (RW 0.39 -> 0.24).
+
+The peer: GPT-3 175B has no score on this task (its "novel word" tests, 3.9.5, are judged by hand); its
+word-task scores (Table 3.10) show its K trend. The headline is acc(K=16) - acc(K=0). Prints one JSON
+object; progress goes to stderr.
+
+    python benchmarks/in_context.py [--minutes 10] [--out runs/in-context] [--tasks word_category_labels] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -31,14 +41,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "in-context.yaml"
 SHOTS = (0, 1, 2, 4, 8, 16)
-TASKS = ("word_reversed", "word_anagrams1")
+TASKS = ("word_category_labels",)
 HELD_OUT, FEWSHOT, SEED = 300, 100, 0
 """The evaluation splits: HELD_OUT test instances and FEWSHOT others to draw the K examples from, per task."""
 PEER = {
-    "name": "GPT-3 175B (BPE), Table 3.10: zero-, one-, few-shot accuracy",
+    "name": "GPT-3 175B (BPE), Table 3.10: zero-, one-, few-shot accuracy on word tasks (none on this task)",
     "word_reversed": {"0": 0.0009, "1": 0.0048, "few": 0.0044},
     "word_anagrams1": {"0": 0.0228, "1": 0.0862, "few": 0.151},
-    "note": "BPE tokens hide a word's letters, which is why RW stays near 0 at any scale in the paper",
+    "note": "GPT-3 reports no score for learning a novel mapping from the context (3.9.5 is judged by hand)",
 }
 
 
@@ -154,9 +164,7 @@ def main() -> None:
         name: {k: round(v["metrics"]["exact_match"]["stderr"] or 0.0, 4) for k, v in entry["shots"].items()}
         for name, entry in results["tasks"].items()
     }
-    headline = {
-        name: (round(acc[str(SHOTS[-1])] / acc["0"], 2) if acc["0"] else None) for name, acc in accuracy.items()
-    }
+    headline = {name: round(acc[str(SHOTS[-1])] - acc["0"], 4) for name, acc in accuracy.items()}
     print(json.dumps({
         "benchmark": "in_context",
         "config": str(args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config),
@@ -171,7 +179,7 @@ def main() -> None:
                  "capped": {n: {k: v.get("capped", 0) for k, v in e["shots"].items()} for n, e in results["tasks"].items()}},
         "accuracy": accuracy,
         "stderr": stderr,
-        "acc16_over_acc0": headline,
+        "acc16_minus_acc0": headline,
         "peer": PEER,
         "written": [str(p) for p in written],
         "goal": "accuracy rises clearly with K",

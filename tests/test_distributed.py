@@ -120,3 +120,29 @@ def test_batch_that_does_not_split_over_two_processes_is_a_clear_error(batch, mi
 def test_micro_batch_defaults_to_each_process_share():
     assert micro_batch(8, None, 2) == 4
     assert micro_batch(8, 2, 2) == 2
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_fine_tuning_on_two_processes_matches_one(tmp_path, strategy):
+    """A GPT-1 task fine-tune runs through the same loop, so torchrun splits it the same way."""
+    from test_finetune import write_rows
+
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    gptlab.save(base, gptlab.GPT(gptlab.preset("tiny", n_layer=2, d_model=32, n_head=2, n_ctx=64, vocab_size=257)),
+                gptlab.tokenizer.byte_tokenizer())
+    train_rows = write_rows(tmp_path / "train.jsonl", "entailment", 64, seed=0)
+    args = ["--task", "entailment", "--train", str(train_rows), "--max-steps", "4", "--batch-size", "8",
+            "--micro-batch-size", "2", "--lr", "1e-3", "--clf-pdrop", "0", "--log-every", "1", "--threads", "1",
+            "--no-progress", "--distributed", strategy]
+    runs = {}
+    for procs in (1, 2):
+        launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)] if procs > 1 else []
+        out = tmp_path / f"run{procs}"
+        done = subprocess.run([sys.executable, *launcher, "-m", "gptlab", "finetune", str(base), *args, "--out", str(out)],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[procs] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for key in ("loss", "val_loss"):
+        one, two = ({r["step"]: r[key] for r in rows if key in r} for rows in (runs[1], runs[2]))
+        assert one and two == pytest.approx(one, rel=1e-5), key

@@ -14,6 +14,9 @@ from gptlab.errors import GptlabError
 from gptlab.eval.synthetic import (
     SYNTHETIC_TASKS,
     UNSCRAMBLE,
+    WordTask,
+    demonstration,
+    get_task,
     load_words,
     make_splits,
     synthetic_task,
@@ -27,7 +30,7 @@ WORDS = load_words()
 
 
 def test_task_names_cover_the_paper():
-    assert sorted(task.paper for task in SYNTHETIC_TASKS.values()) == sorted(
+    assert sorted(task.paper for task in SYNTHETIC_TASKS.values() if task.name != "word_category_labels") == sorted(
         ["2D+", "2D-", "3D+", "3D-", "4D+", "4D-", "5D+", "5D-", "2Dx", "1DC", "CL", "A1", "A2", "RI", "RW"]
     )
     assert "arithmetic_2d_plus" in SYNTHETIC_TASKS and "word_reversed" in SYNTHETIC_TASKS
@@ -73,7 +76,7 @@ def _inverse(name: str, scrambled: str, word: str) -> bool:
     return scrambled == word[::-1]
 
 
-@pytest.mark.parametrize("name", [n for n in SYNTHETIC_TASKS if n.startswith("word_")])
+@pytest.mark.parametrize("name", [n for n, t in SYNTHETIC_TASKS.items() if isinstance(t, WordTask)])
 def test_word_tasks_manipulate_common_words(name):
     test, _ = make_splits(name, 300, 0, WORDS, 0)
     for example in test:
@@ -215,3 +218,49 @@ def test_demonstration_corpus_interleaves_and_holds_out_eval_items(tmp_path):
         assert 3 <= len(examples) <= 6
     again = write_demonstration_corpus(tmp_path / "again.jsonl", [tmp_path / "text.txt"], tasks, **options)
     assert again.read_text() == out.read_text()
+
+
+LABELS = re.compile(r"(\d+|[a-z]{4,15}) = ([a-z]{3,5})")
+
+
+def test_category_labels_format_and_one_evaluation_mapping(tmp_path):
+    test, shots = make_splits("word_category_labels", 300, 0, WORDS, 100)
+    assert len({e.key for e in test + shots}) == 400
+    mapping = {}
+    for example in test + shots:
+        item, label = LABELS.fullmatch(example.context + example.completion).groups()
+        assert example.context == f"{item} =" and example.key == item
+        assert (10 <= int(item) < 1000) if item.isdigit() else item in WORDS
+        mapping.setdefault(item.isdigit(), set()).add(label)
+    assert len(mapping[True]) == len(mapping[False]) == 1 and mapping[True] != mapping[False]  # one mapping
+    assert {e.key.isdigit() for e in test[:20]} == {True, False}
+    assert make_splits("word_category_labels", 300, 1, WORDS, 100)[0][0].completion not in {
+        label for labels in mapping.values() for label in labels}  # another seed, another mapping
+    # a K = 2 prompt as the eval runner and the harness build it: the shots carry the instance's mapping
+    yaml_path = synthetic_task("word_category_labels", tmp_path, n=20, fewshot=10)
+    docs = [json.loads(line) for line in (yaml_path.parent / "word_category_labels.jsonl").read_text().splitlines()]
+    task = get_task("word_category_labels")
+    prompt = task.description + demonstration(task, shots[:2])[len(task.description):] + "\n" + test[0].context
+    assert prompt.startswith("Give each item the label of its kind:\n") and prompt.count("\n") == 3
+    assert docs[0] == test[0].doc()
+
+
+def test_category_label_demonstrations_never_use_the_evaluation_mapping(tmp_path):
+    (tmp_path / "text.txt").write_text("An ordinary line.\n" * 50)
+    options = dict(documents=300, examples=(4, 16), held_out=300, held_out_seed=0, fewshot=100, seed=0)
+    out = write_demonstration_corpus(tmp_path / "c.jsonl", [tmp_path / "text.txt"], ["word_category_labels"], **options)
+    evaluation = {e.completion[1:] for split in make_splits("word_category_labels", 300, 0, WORDS, 100) for e in split}
+    demos = [json.loads(line) for line in out.read_text().splitlines() if '"task"' in line]
+    seen = set()
+    for record in demos:
+        lines = record["text"].split("\n")
+        assert lines[0] == "Give each item the label of its kind:" and 4 <= len(lines) - 1 <= 16
+        mapping = {}
+        for line in lines[1:]:
+            item, label = LABELS.fullmatch(line).groups()
+            assert mapping.setdefault(item.isdigit(), label) == label  # one mapping within a document
+        assert not set(mapping.values()) & evaluation
+        if len(mapping) == 2:
+            assert mapping[True] != mapping[False]
+        seen.add(tuple(sorted(mapping.items())))
+    assert len(seen) > 0.95 * len(demos)  # a fresh mapping per document

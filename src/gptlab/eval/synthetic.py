@@ -16,6 +16,18 @@ targets carry their leading space and `target_delimiter` is empty, so the harnes
 scores an answer generated after "A:" or "=" as it should. The unscramble instruction is the task
 `description`, stated once before the examples.
 
+One task of gptlab's own, in the spirit of GPT-3's "learn a new mapping from the context" (3.9.5):
+word_category_labels. Each item is a number (10-999) or a common word, and each of the two kinds has a
+made-up label, a random string of 3-5 letters, fresh for every demonstration document. Only the examples
+in the context say which label a kind carries, so K = 0 scores about 0 and K examples of the query's kind
+let the model copy its label. The evaluation splits (test and few-shot) share one mapping, drawn from their
+seed; pretraining demonstrations never use either of its labels:
+
+    Give each item the label of its kind:
+    412 = vop
+    house = drelk
+    58 =                             -> " vop"
+
 `write_demonstration_corpus` writes the pretraining side of the paper's "outer loop": ordinary text with
 documents of consecutive task examples interleaved, none of them an evaluation instance.
 """
@@ -29,7 +41,7 @@ import re
 import string
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +92,13 @@ class SyntheticTask(ABC):
     @abstractmethod
     def space(self, words: Sequence[str]) -> int:
         """How many distinct instances there are."""
+
+    def demonstrations(
+        self, rng: random.Random, words: Sequence[str], evaluation: Sequence[Example]
+    ) -> Callable[[int], list[Example]]:
+        """Gives one demonstration document's `count` examples per call, none an instance of `evaluation`."""
+        stream = _without(self.stream(rng, words), {e.key for e in evaluation})
+        return lambda count: [next(stream) for _ in range(count)]
 
 
 class Arithmetic(SyntheticTask):
@@ -167,6 +186,54 @@ class WordTask(SyntheticTask):
                 return scrambled
 
 
+class CategoryLabels(SyntheticTask):
+    """word_category_labels: items of two kinds, numbers and words, each kind under a made-up label that
+    only the context tells. `stream` (the evaluation splits) keeps one mapping, drawn first from its rng;
+    `demonstrations` draws a fresh one per document, never with a label of the evaluation mapping."""
+
+    description = "Give each item the label of its kind:\n"
+    delimiter = "\n"
+    max_gen_toks = 8
+    NUMBERS = range(10, 1000)
+    LABEL_LETTERS = (3, 5)
+
+    def mapping(self, rng: random.Random, excluded: Collection[str] = ()) -> tuple[str, str]:
+        """Labels for (numbers, words): two different random lowercase strings, none in `excluded`."""
+        labels: list[str] = []
+        while len(labels) < 2:
+            label = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(*self.LABEL_LETTERS)))
+            if label not in excluded and label not in labels:
+                labels.append(label)
+        return labels[0], labels[1]
+
+    def instances(self, rng: random.Random, words: Sequence[str], labels: tuple[str, str]) -> Iterator[Example]:
+        if not words:
+            raise GptlabError(f"task {self.name}: the word list is empty")
+        while True:
+            if rng.random() < 0.5:
+                item, label = str(rng.choice(self.NUMBERS)), labels[0]
+            else:
+                item, label = rng.choice(words), labels[1]
+            yield Example(item, f"{item} =", f" {label}")
+
+    def stream(self, rng: random.Random, words: Sequence[str]) -> Iterator[Example]:
+        return self.instances(rng, words, self.mapping(rng))
+
+    def space(self, words: Sequence[str]) -> int:
+        return len(self.NUMBERS) + len(set(words))
+
+    def demonstrations(
+        self, rng: random.Random, words: Sequence[str], evaluation: Sequence[Example]
+    ) -> Callable[[int], list[Example]]:
+        used = {e.completion[1:] for e in evaluation}
+
+        def document(count: int) -> list[Example]:
+            examples = self.instances(rng, words, self.mapping(rng, used))
+            return [next(examples) for _ in range(count)]
+
+        return document
+
+
 def _tasks() -> dict[str, SyntheticTask]:
     tasks: list[SyntheticTask] = []
     for digits in (2, 3, 4, 5):
@@ -179,6 +246,7 @@ def _tasks() -> dict[str, SyntheticTask]:
     tasks.append(WordTask("word_anagrams2", "A2", kept=2))
     tasks.append(WordTask("word_random_insertion", "RI"))
     tasks.append(WordTask("word_reversed", "RW"))
+    tasks.append(CategoryLabels("word_category_labels", "gptlab: novel labels"))
     return {task.name: task for task in tasks}
 
 
@@ -312,13 +380,13 @@ def write_demonstration_corpus(
     if not tasks:
         raise GptlabError("name at least one synthetic task for the demonstrations")
     vocabulary = load_words(words)
-    streams: list[tuple[SyntheticTask, Iterator[Example]]] = []
+    streams: list[tuple[SyntheticTask, Callable[[int], list[Example]]]] = []
     for name in tasks:
         test, shots = make_splits(name, held_out, held_out_seed, vocabulary, fewshot)
         if len(test) + len(shots) == get_task(name).space(vocabulary):
             raise GptlabError(f"task {name}: the evaluation splits use every instance; lower held_out or fewshot")
-        fresh = get_task(name).stream(random.Random(f"{name}:{seed}:demonstrations"), vocabulary)
-        streams.append((get_task(name), _without(fresh, {e.key for e in (*test, *shots)})))
+        task_rng = random.Random(f"{name}:{seed}:demonstrations")
+        streams.append((get_task(name), get_task(name).demonstrations(task_rng, vocabulary, [*test, *shots])))
     pieces = [piece for doc in iter_documents(text) for piece in _chunks(doc.text, chunk_chars)]
     rng = random.Random(f"corpus:{seed}")
     order = ["text"] * len(pieces) + ["task"] * documents
@@ -328,8 +396,8 @@ def write_demonstration_corpus(
         if kind == "text":
             records.append({"id": f"text:{len(records)}", "text": next(texts)})
             continue
-        task, stream = streams[demos % len(streams)]
-        shown = [next(stream) for _ in range(rng.randint(*examples))]
+        task, document = streams[demos % len(streams)]
+        shown = document(rng.randint(*examples))
         records.append({"id": f"{task.name}:{demos}", "text": demonstration(task, shown), "task": task.name})
         demos += 1
     out = Path(out)
