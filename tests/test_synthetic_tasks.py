@@ -15,8 +15,6 @@ from gptlab.eval.synthetic import (
     SYNTHETIC_TASKS,
     UNSCRAMBLE,
     WordTask,
-    demonstration,
-    get_task,
     load_words,
     make_splits,
     synthetic_task,
@@ -236,13 +234,18 @@ def test_category_labels_format_and_one_evaluation_mapping(tmp_path):
     assert {e.key.isdigit() for e in test[:20]} == {True, False}
     assert make_splits("word_category_labels", 300, 1, WORDS, 100)[0][0].completion not in {
         label for labels in mapping.values() for label in labels}  # another seed, another mapping
-    # a K = 2 prompt as the eval runner and the harness build it: the shots carry the instance's mapping
-    yaml_path = synthetic_task("word_category_labels", tmp_path, n=20, fewshot=10)
-    docs = [json.loads(line) for line in (yaml_path.parent / "word_category_labels.jsonl").read_text().splitlines()]
-    task = get_task("word_category_labels")
-    prompt = task.description + demonstration(task, shots[:2])[len(task.description):] + "\n" + test[0].context
-    assert prompt.startswith("Give each item the label of its kind:\n") and prompt.count("\n") == 3
-    assert docs[0] == test[0].doc()
+    # K = 2 prompts as the eval runner draws and builds them: the shots carry the instance's mapping
+    from gptlab.eval.tasks import load_task
+
+    loaded = load_task(str(synthetic_task("word_category_labels", tmp_path, n=20, fewshot=10)))
+    docs, draw = loaded.docs, loaded.sampler()
+    for index, doc in enumerate(docs):
+        prompt = loaded.prompt(index, doc, draw(2, doc))
+        header, first, second, query = prompt.context.split("\n")
+        assert header == "Give each item the label of its kind:" and query == doc["context"]
+        labels = {item.isdigit(): label for item, label in (LABELS.fullmatch(line).groups() for line in (first, second))}
+        if doc["context"][0].isdigit() in labels:
+            assert " " + labels[doc["context"][0].isdigit()] == doc["completion"] == prompt.target
 
 
 def test_category_label_demonstrations_never_use_the_evaluation_mapping(tmp_path):
