@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gptlab.data.sources import SHARD_FORMATS
 from gptlab.errors import GptlabError
 
 STAGES = ("classifier", "filter", "dedup", "decontaminate", "mix", "tokenize")
@@ -110,7 +111,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "example",
         help="write a small demo corpus from Python's own docstrings (the README's tour runs on it)",
         description="Write a small, deterministic demo corpus to DIR, made offline from the standard library's "
-        "docstrings: input.txt, books/, and curated/, crawl_sample/, crawl/, webtext/ and evals/ for the stages.",
+        "docstrings: input.txt, books/, curated/, crawl_sample/, crawl/, webtext/ and evals/ for the stages, "
+        "and tasks/ (a labelled task for `gptlab finetune`).",
     )
     example.add_argument("dir", type=Path, help="folder to write into")
     example.set_defaults(run=_example)
@@ -138,7 +140,7 @@ def _stage(stages, name: str, help: str, documents_out: bool = True, input_help:
     parser.add_argument("--input", nargs="+", required=True, metavar="PATH", help=input_help)
     parser.add_argument("--output", required=True, help="output folder (rerun the command to resume)")
     if documents_out:
-        parser.add_argument("--format", default="jsonl.gz", choices=("jsonl", "jsonl.gz", "parquet"))
+        parser.add_argument("--format", default="jsonl.gz", choices=SHARD_FORMATS)
         parser.add_argument("--write-removed", action="store_true", help="keep removed documents' text in removed/")
     parser.add_argument(
         "--executor",

@@ -24,7 +24,7 @@ class FinetuneConfig(TrainConfig):
     train: str = ""
     """Training file: JSONL rows of the task's fields and `label`; text, JSONL or folders for `lm`."""
     valid: str | None = None
-    """Validation file; default: a seeded tenth of the training rows (or text) held out."""
+    """Validation file; default: a seeded val_fraction of the training rows (or text) held out."""
     trainable: Literal["all", "head"] = "all"
     """`head` trains only the new head and the s/$/e embeddings; the backbone stays bit-identical."""
     epochs: float = 3.0

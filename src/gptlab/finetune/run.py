@@ -60,7 +60,7 @@ def _task(config: FinetuneConfig, base, resumed: bool) -> Setup:
     if config.valid:
         train_rows, val_rows = rows, read_rows(config.valid)
     else:
-        train_rows, val_rows = split_holdout(rows, config.val_fraction or 0.1, config.seed)
+        train_rows, val_rows = split_holdout(rows, config.val_fraction, config.seed)
     if resumed:  # the checkpoint already holds the grown tokenizer and the head
         model, tokenizer = base.model, base.tokenizer
         if not isinstance(model, TaskModel) or model.spec.type != config.task:
