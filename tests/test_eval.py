@@ -214,15 +214,24 @@ def test_rolling_perplexity_matches_the_harness(model_dirs, rolling_task, capsys
     assert float(bpb.split()[3]) == pytest.approx(expected, abs=1e-4)
 
 
-def test_gptlab_model_inside_the_harness(model_dirs, mc_task, harness_mc):
-    """`simple_evaluate(model="gptlab")` after importing gptlab.eval.harness: the hf backend's numbers."""
-    import gptlab.eval.harness  # noqa: F401
-
-    theirs, samples = _harness("gptlab", f"path={model_dirs[0]}", mc_task, 3)
+def test_lm_eval_command_runs_gptlab_checkpoints(model_dirs, mc_task, harness_mc, tmp_path):
+    """The harness's own command, `lm_eval --model gptlab`, with nothing imported first: the hf backend's
+    numbers on the same model."""
+    lm_eval = os.path.join(os.path.dirname(sys.executable), "lm_eval")
+    done = subprocess.run(
+        [lm_eval, "--model", "gptlab", "--model_args", f"path={model_dirs[0]}", "--tasks", "colors",
+         "--include_path", str(mc_task.parent), "--num_fewshot", "3", "--batch_size", "8", "--device", "cpu",
+         "--output_path", str(tmp_path / "out"), "--log_samples"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_DATASETS_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    [results] = (tmp_path / "out").glob("*/results_*.json")
+    [samples] = (tmp_path / "out").glob("*/samples_colors_*.jsonl")
+    theirs = json.loads(results.read_text())["results"]["colors"]
     assert theirs["acc,none"] == harness_mc[3][0]["acc,none"]
     assert theirs["acc_norm,none"] == harness_mc[3][0]["acc_norm,none"]
     hf_lls = [float(r[0][0]) for s in harness_mc[3][1] for r in s["resps"]]
-    assert [float(r[0][0]) for s in samples for r in s["resps"]] == pytest.approx(hf_lls, abs=1e-4)
+    ours = [float(r[0][0]) for line in samples.read_text().splitlines() for r in json.loads(line)["resps"]]
+    assert ours == pytest.approx(hf_lls, abs=1e-4)
 
 
 def test_fewshot_from_the_test_split_never_shows_the_document_itself(model_dirs, tmp_path):

@@ -1,12 +1,10 @@
 """A `gptlab` model for EleutherAI's lm-evaluation-harness, backed by gptlab's own scorer.
 
-    import gptlab.eval.harness, lm_eval
-    lm_eval.simple_evaluate(model="gptlab", model_args="path=runs/mine/final", tasks=["hellaswag"])
+    lm_eval --model gptlab --model_args path=runs/mine/final --tasks hellaswag
 
-lm-evaluation-harness 0.4 finds models only in its own registry (no entry-point plugins), so the
-`lm_eval` command cannot see this one unless it is imported first; `python -m gptlab.eval.harness`
-is that command with it imported: `python -m gptlab.eval.harness run --model gptlab --model_args
-path=CKPT --tasks ...`.
+The harness finds models only in its own registry (no entry-point plugins); `_gptlab_lm_eval`, run at
+start-up by a `.pth` file that installing gptlab puts in site-packages, registers this class there
+lazily. In Python, `import gptlab.eval.harness` registers it too.
 """
 
 from __future__ import annotations
@@ -47,9 +45,3 @@ class GptlabLM(LM):
         from gptlab.eval.generate import generate_until
 
         return generate_until(self.lm, [r.args[:2] for r in requests], self.batch_size, not disable_tqdm)
-
-
-if __name__ == "__main__":
-    from lm_eval.__main__ import cli_evaluate
-
-    cli_evaluate()
