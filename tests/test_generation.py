@@ -2,9 +2,8 @@ import pytest
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.generation import (
-    DEFAULT_MAX_NEW_TOKENS, Decoder, SamplingParams, TextStream, fit_prompt, generate, next_tokens,
-)
+from gptlab.engine import Engine, fit_prompt
+from gptlab.generation import DEFAULT_MAX_NEW_TOKENS, SamplingParams, TextStream, generate, next_tokens
 from gptlab.model import GPT, preset
 from gptlab.tokenizer import byte_tokenizer
 
@@ -25,13 +24,9 @@ def uncached_greedy(model: GPT, prompt: list[int], n: int) -> list[int]:
     return ids[len(prompt):]
 
 
-def decode_all(model: GPT, prompts: list[list[int]], vocab_size: int | None = None, **params) -> list[list[int]]:
-    decoder = Decoder(model, prompts, SamplingParams(**params), vocab_size)
-    out = [[] for _ in prompts]
-    while not decoder.done:
-        for row, token in decoder.step().items():
-            out[row].append(token)
-    return out
+def decode_all(model: GPT, prompts: list[list[int]], tokenizer=None, **params) -> list[list[int]]:
+    engine = Engine(model, tokenizer, max_batch=len(prompts))
+    return [c.tokens for c in engine.generate(prompts, SamplingParams(**params))]
 
 
 @pytest.mark.parametrize("overrides", [{}, {"attention": ("global", "local"), "window_size": 8}, {"norm": "post"}])
@@ -47,22 +42,6 @@ def test_batched_prompts_of_different_lengths_equal_single_runs():
     batched = decode_all(model, prompts, max_new_tokens=20, temperature=0)
     for prompt, got in zip(prompts, batched):
         assert got == uncached_greedy(model, prompt, 20)
-
-
-def test_finished_rows_leave_the_batch_without_disturbing_others():
-    model = make_model()
-    prompts = [[1, 2, 3], [4, 5, 6, 7, 8]]
-    decoder = Decoder(model, prompts, SamplingParams(max_new_tokens=12, temperature=0))
-    out = {0: [], 1: []}
-    first = decoder.step()
-    for row, tok in first.items():
-        out[row].append(tok)
-    decoder.finish({0})
-    while not decoder.done:
-        for row, tok in decoder.step().items():
-            out[row].append(tok)
-    assert len(out[0]) == 1
-    assert out[1] == uncached_greedy(model, prompts[1], 12)
 
 
 def test_sampling_is_reproducible_with_a_seed_and_varies_without():
@@ -118,7 +97,7 @@ def test_defaults_generate_up_to_the_end_of_any_context():
     assert DEFAULT_MAX_NEW_TOKENS > 64
     assert decode_all(short, [[1, 2, 3]], temperature=0)[0] == uncached_greedy(short, [1, 2, 3], 61)
     batch = decode_all(short, [[1, 2, 3], list(range(10, 30))], temperature=0)
-    assert [len(row) for row in batch] == [44, 44]  # the longest prompt sets the room left
+    assert [len(row) for row in batch] == [61, 44]  # each request's own room
     long = make_model(n_ctx=DEFAULT_MAX_NEW_TOKENS + 8)
     assert len(decode_all(long, [[1, 2, 3]], temperature=0)[0]) == DEFAULT_MAX_NEW_TOKENS
 
@@ -137,7 +116,9 @@ def test_ids_beyond_the_tokenizer_vocabulary_are_never_sampled():
     model = GPT(preset("tiny", vocab_size=384, n_ctx=64)).eval()
     hot = dict(max_new_tokens=60, temperature=100.0, seed=0)  # nearly uniform over the vocabulary
     assert max(decode_all(model, [[1, 2, 3]], **hot)[0]) >= 257
-    assert max(decode_all(model, [[1, 2, 3]], vocab_size=257, **hot)[0]) < 257
+    tokenizer = byte_tokenizer()
+    assert tokenizer.vocab_size == 257
+    assert max(decode_all(model, [[1, 2, 3]], tokenizer, **hot)[0]) < 257
     assert isinstance(generate(model, byte_tokenizer(), "ab", **hot), str)
 
 

@@ -5,8 +5,7 @@ from gptlab.lazy import lazy_exports
 
 # The parameters are a plain dataclass (the CLI reads its defaults); decoding loads PyTorch on first use.
 _EXPORTS = {
-    "Decoder": "decode", "fit_prompt": "decode", "next_tokens": "sampling",
-    "TextStream": "text", "generate": "text", "stream": "text", "stream_batch": "text",
+    "next_tokens": "sampling", "TextStream": "pieces", "generate": "text", "stream": "text", "stream_batch": "text",
 }
 
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "SamplingParams", *_EXPORTS]

@@ -27,6 +27,8 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default_factory=tuple)
     truncate: bool = False
     """Drop the start of prompts that do not fit the context instead of refusing them."""
+    logprobs: int | None = None
+    """Report each generated token's log-probability and this many most likely alternatives (0: none)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
@@ -38,6 +40,8 @@ class SamplingParams:
             raise GptlabError(f"top_k must be at least 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise GptlabError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.logprobs is not None and self.logprobs < 0:
+            raise GptlabError(f"logprobs must be >= 0, got {self.logprobs}")
         if self.repetition_penalty <= 0:
             raise GptlabError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 

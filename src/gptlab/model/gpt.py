@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from gptlab.model.config import GPTConfig
-from gptlab.model.kv_cache import KVCache
+from gptlab.model.kv_cache import KVCache, SlotCache
 from gptlab.model.local_attention import band_mask, local_attention
 
 
@@ -38,7 +38,7 @@ class CausalSelfAttention(nn.Module):
         self.attn_pdrop = config.attn_pdrop
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
-    def forward(self, x: torch.Tensor, masks: AttentionMasks | None, cache: KVCache | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, masks: AttentionMasks | None, cache: KVCache | SlotCache | None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = (t.view(B, T, self.n_head, -1).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
         if cache is not None:
@@ -84,7 +84,7 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, masks: AttentionMasks | None, cache: KVCache | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, masks: AttentionMasks | None, cache: KVCache | SlotCache | None) -> torch.Tensor:
         if self.pre_ln:  # GPT-2/3: x + f(LN(x))
             x = x + self.attn(self.ln_1(x), masks, cache)
             return x + self.mlp(self.ln_2(x))
@@ -127,7 +127,7 @@ class GPT(nn.Module):
         idx: torch.Tensor,
         *,
         attention_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
+        cache: KVCache | SlotCache | None = None,
         return_hidden: bool = False,
     ) -> torch.Tensor:
         """Map token ids [B, T] to logits [B, T, V] (or final hidden states with `return_hidden`).
@@ -136,14 +136,18 @@ class GPT(nn.Module):
         real tokens only, so a padded prompt sees the same positions as an unpadded one.
         """
         B, T = idx.shape
-        past = cache.length if cache is not None else 0
-        if past + T > self.config.n_ctx:
-            raise ValueError(f"sequence length {past + T} exceeds the model's context of {self.config.n_ctx}")
-        if attention_mask is not None:
-            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+        if isinstance(cache, SlotCache):  # rows of their own lengths: the cache lays them out
+            positions, dense, local = cache.layout(T, self.config.window_size if self.config.has_local_attention else None)
+            masks = None if dense is None else AttentionMasks(dense, local)
         else:
-            positions = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
-        masks = self._masks(T, past, attention_mask, idx.device) if (cache is not None or attention_mask is not None) else None
+            past = cache.length if cache is not None else 0
+            if past + T > self.config.n_ctx:
+                raise ValueError(f"sequence length {past + T} exceeds the model's context of {self.config.n_ctx}")
+            if attention_mask is not None:
+                positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+            else:
+                positions = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
+            masks = self._masks(T, past, attention_mask, idx.device) if (cache is not None or attention_mask is not None) else None
         x = self.drop(self.wte(idx) + self.wpe(positions))
         for block in self.h:
             if self.activation_checkpointing and self.training and cache is None:
