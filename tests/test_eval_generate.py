@@ -150,3 +150,16 @@ def test_string_until_and_default_greedy(models):
     lm = models[0]
     one = generate_until(lm, [("O Romeo", {"until": "e", "max_gen_toks": 8, "temperature": 0.7})])
     assert one == generate_until(lm, [("O Romeo", {"until": ["e"], "max_gen_toks": 8})])
+
+
+def test_generate_command_beam_search_matches_transformers(models, capsys):
+    """`gptlab generate --num-beams 4` prints the best beam, the one transformers picks, cut at the stop."""
+    from gptlab.cli.main import main
+
+    lm, hf, hf_tokenizer = models
+    tok, eos = lm.tokenizer, lm.tokenizer.eot_id
+    main(["generate", str(lm.path), "--prompt", PROMPTS[0], "--num-beams", "4", "--max-new-tokens", "10",
+          "--stop", "o", "--device", "cpu"])
+    theirs = hf_generate(hf, tok.encode(PROMPTS[0]), eos, num_beams=4, length_penalty=0.6, max_new_tokens=10,
+                         stop_strings=["o"], tokenizer=hf_tokenizer)
+    assert capsys.readouterr().out == cut(tok.decode([t for t in theirs if t != eos]), ["o"]) + "\n"

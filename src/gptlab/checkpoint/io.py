@@ -19,6 +19,7 @@ from gptlab.files import read_config_dir
 from gptlab.finetune.heads import TaskModel
 from gptlab.finetune.tasks import TaskSpec
 from gptlab.model import GPT, GPTConfig
+from gptlab.model.quantize import Precision, apply_precision, check_precision, is_quantized
 from gptlab.tokenizer import CharTokenizer, Tokenizer
 from gptlab.tokenizer import load_tokenizer as read_tokenizer
 from gptlab.tokenizer.simple import CHARS_FILE
@@ -49,6 +50,8 @@ def save(
     A TaskModel is saved as its GPT's tensors plus `head.weight`, with its TaskSpec under "task".
     """
     path = Path(path)
+    if is_quantized(model):
+        raise GptlabError(f"cannot save {path}: its weights are quantized to int8; save the model loaded with precision='fp32'")
     check_vocab(model.config, tokenizer, f"cannot save {path}", strict=True)
     state = model.state_dict() if weights is None else weights
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items() if k != _TIED}
@@ -183,11 +186,15 @@ class LanguageModel:
         return save(path, self.model, self.tokenizer)
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LanguageModel:
+def load(
+    path: str | os.PathLike, device: str | torch.device = "cpu", precision: Precision = "fp32"
+) -> LanguageModel:
     """Load a checkpoint directory written by gptlab (training, `convert --to gptlab`, or `save`).
 
-    `device="auto"` picks the GPU when there is one.
+    `device="auto"` picks the GPU when there is one. `precision` ("fp32", "bf16", "int8") converts the
+    weights before they move to the device (see gptlab.model.quantize); an int8 model cannot be saved.
     """
+    precision = check_precision(precision)
     device = resolve_device(device)
     path = Path(path)
     config_dict = read_config(path)
@@ -196,4 +203,4 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Languag
     model = build_model(config, load_state(path), f"checkpoint {path}", task)
     tokenizer = load_tokenizer(path)
     check_vocab(config, tokenizer, f"checkpoint {path}")
-    return LanguageModel(model.to(device), tokenizer, path)
+    return LanguageModel(apply_precision(model, precision).to(device), tokenizer, path)

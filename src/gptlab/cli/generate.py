@@ -39,8 +39,37 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-samples", type=int, default=1, help="completions per prompt (default 1)")
     parser.add_argument("--truncate", action="store_true", help="drop the start of a prompt that does not fit the context")
     parser.add_argument("--echo", action="store_true", help="print the prompt before its completion")
+    parser.add_argument(
+        "--num-beams", type=int, default=1,
+        help="beam search with this many beams instead of sampling (GPT-3 used 4); prints the best beam",
+    )
+    parser.add_argument(
+        "--length-penalty", type=float, default=0.6,
+        help="beam search: a beam's score is its log-probability / length ** this (default 0.6, as GPT-3)",
+    )
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+        help="weights at load: fp32, bf16, or int8 with per-channel scales (faster on CPU, slightly less exact)",
+    )
     parser.add_argument("--device", default="auto", help="torch device: auto (GPU if present), cpu, cuda, ...")
     parser.set_defaults(run=run)
+
+
+def _beams(lm, prompts: list[str], params: SamplingParams, num_beams: int, length_penalty: float):
+    """(prompt index, text) of each prompt's best beam, as `stream_batch` yields pieces."""
+    from gptlab.engine import Engine, fit_prompt
+    from gptlab.generation.text import encode_prompt
+
+    tokenizer = lm.require_tokenizer()
+    engine = Engine(lm.model, tokenizer, max_batch=1)
+    for row, prompt in enumerate(prompts):
+        ids = fit_prompt(encode_prompt(tokenizer, prompt), engine.n_ctx, params)
+        best = engine.beam_search(
+            ids, params.new_tokens(len(ids), engine.n_ctx), num_beams=num_beams, length_penalty=length_penalty,
+            stop=params.stop,
+        )
+        text = tokenizer.decode([t for t in best.tokens if t != tokenizer.eot_id])
+        yield row, min((text.split(s)[0] for s in params.stop), key=len, default=text)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -59,9 +88,12 @@ def run(args: argparse.Namespace) -> None:
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         repetition_penalty=args.repetition_penalty, seed=args.seed, stop=tuple(args.stop), truncate=args.truncate,
     )
-    lm = gptlab.load(args.checkpoint, device=args.device)
+    lm = gptlab.load(args.checkpoint, device=args.device, precision=args.precision)
     batch = [p for p in prompts for _ in range(args.num_samples)]
-    pieces = stream_batch(lm.model, lm.require_tokenizer(), batch, params)
+    if args.num_beams > 1:
+        pieces = _beams(lm, batch, params, args.num_beams, args.length_penalty)
+    else:
+        pieces = stream_batch(lm.model, lm.require_tokenizer(), batch, params)
     if len(batch) == 1:
         if args.echo:
             sys.stdout.write(batch[0])

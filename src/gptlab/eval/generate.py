@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from gptlab.errors import GptlabError
 from gptlab.generation.beam import EarlyStopping, beam_search
 from gptlab.generation.params import SamplingParams
-from gptlab.generation.text import _encode_prompt, stream_batch
+from gptlab.generation.text import encode_prompt, stream_batch
 
 if TYPE_CHECKING:
     from gptlab.checkpoint.io import LanguageModel
@@ -139,7 +139,7 @@ def generate_until(
 
 
 def _beam(lm: LanguageModel, tokenizer: Tokenizer, context: str, settings: GenerationSettings) -> str:
-    prompt = _encode_prompt(tokenizer, context)[-(lm.model.config.n_ctx - settings.max_gen_toks) :]
+    prompt = encode_prompt(tokenizer, context)[-(lm.model.config.n_ctx - settings.max_gen_toks) :]
     until = settings.until
 
     def ends(tokens: list[int]) -> bool:

@@ -12,7 +12,7 @@ from gptlab.model import GPT
 from gptlab.tokenizer import Tokenizer
 
 
-def _encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
+def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
     ids = tokenizer.encode(prompt)
     if ids:
         return ids
@@ -24,7 +24,7 @@ def _encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
 def stream_batch(model: GPT, tokenizer: Tokenizer, prompts: list[str], params: SamplingParams) -> Iterator[tuple[int, str]]:
     """Yield (prompt index, text piece) as tokens are generated, each prompt finishing on its own."""
     engine = Engine(model, tokenizer, max_batch=len(prompts))
-    for row, output in engine.run([_encode_prompt(tokenizer, p) for p in prompts], params):
+    for row, output in engine.run([encode_prompt(tokenizer, p) for p in prompts], params):
         if output.text:
             yield row, output.text
 

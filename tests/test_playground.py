@@ -1,0 +1,96 @@
+"""The playground page at / in a real browser: headless Chromium, driven by selenium, types a prompt and
+watches the completion stream in, stops a long one, and shows the server's errors."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import httpx
+import pytest
+from test_serve import NAME, make_checkpoint, metric, serving
+
+import gptlab
+from gptlab.serve import create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs Debian's headless browser: apt-get install chromium chromium-driver",
+)
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    app = create_app(gptlab.load(make_checkpoint(tmp_path_factory.mktemp("playground"))), model_name=NAME,
+                     max_batch=2, max_queue=2)
+    with serving(app) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)  # Debian's driver: nothing downloaded
+    yield driver
+    driver.quit()
+
+
+def _fill(browser, url: str, prompt: str, temperature: str, max_tokens: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{url}/")
+    for field, value in (("prompt", prompt), ("temperature", temperature), ("max-tokens", max_tokens)):
+        element = browser.find_element(By.ID, field)
+        element.clear()
+        element.send_keys(value)
+    browser.find_element(By.ID, "generate").click()
+
+
+def _text(browser, element_id: str) -> str:
+    return browser.execute_script(f"return document.getElementById('{element_id}').textContent")
+
+
+def _wait(browser, condition, timeout: float = 20) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, timeout, poll_frequency=0.02).until(lambda _: condition())
+
+
+def test_playground_shows_the_apis_completion(url, browser):
+    expected = httpx.post(f"{url}/v1/completions", json={"prompt": "red green", "max_tokens": 24, "temperature": 0})
+    _fill(browser, url, "red green", "0", "24")
+    _wait(browser, lambda: _text(browser, "status").startswith("done"))
+    assert _text(browser, "completion") == expected.json()["choices"][0]["text"]
+    assert _text(browser, "echo") == "red green"
+    assert "24 tokens" in _text(browser, "status") and "finish reason: length" in _text(browser, "status")
+    assert _text(browser, "model").startswith(f"model: {NAME}")
+
+
+def test_playground_streams_and_stop_cancels(url, browser):
+    """A full-context completion runs for seconds: text appears while it runs; Stop ends it on the server too."""
+    from selenium.webdriver.common.by import By
+
+    _fill(browser, url, "north", "1", "2000")
+    _wait(browser, lambda: len(_text(browser, "completion")) > 20)
+    assert _text(browser, "status") == "generating…"
+    browser.find_element(By.ID, "stop").click()
+    _wait(browser, lambda: _text(browser, "status") == "stopped")
+    deadline = time.monotonic() + 2
+    while metric(url, "gptlab_requests_running") != 0:
+        assert time.monotonic() < deadline, "the stopped request still runs"
+        time.sleep(0.02)
+
+
+def test_playground_shows_errors(url, browser):
+    _fill(browser, url, "north", "0", "99999")
+    _wait(browser, lambda: _text(browser, "status").startswith("error"))
+    assert _text(browser, "status").startswith("error 400: this model's maximum context length is 2048 tokens")

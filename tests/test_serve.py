@@ -1,0 +1,432 @@
+"""`gptlab serve` against real clients on loopback: OpenAI's own Python client, lm-evaluation-harness's
+`local-completions` model with its remote tokenizer, and plain HTTP for what clients never send
+(malformed bodies, dropped connections, a crowd of 64 at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import torch
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+
+import gptlab
+from gptlab.model import GPT, preset
+from gptlab.serve import chat, create_app
+from gptlab.tokenizer import train_tokenizer_on_texts
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORDS = "red green blue apple pear plum cat dog bird one two three north south east west sun moon star river".split()
+COLORS = ["red", "green", "blue", "yellow"]
+N_CTX = 2048
+NAME = "tiny"
+
+
+def make_checkpoint(root: Path) -> Path:
+    """A random-weight GPT-2-shaped model with a small BPE that never writes <|endoftext|> by itself: its
+    final LayerNorm's bias and the token's (tied) embedding push that logit far down, so every
+    request runs to the length it asks for."""
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(12)) + "?\n" for _ in range(400)] + COLORS
+    tokenizer = train_tokenizer_on_texts(texts, 320, progress=False)
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=tokenizer.vocab_size, n_ctx=N_CTX, init_std=0.2))
+    with torch.no_grad():
+        model.ln_f.bias.fill_(0.1)
+        model.wte.weight[tokenizer.eot_id] = -2.0
+    return gptlab.save(root / NAME, model, tokenizer)
+
+
+@contextmanager
+def serving(app):
+    """Run `app` with uvicorn in a thread on a free loopback port; yields its base URL."""
+    # proto given explicitly: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without it
+    # every small response waits 40 ms for a delayed ACK
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("serve"))
+
+
+@pytest.fixture(scope="module")
+def lm(ckpt):
+    """The checkpoint loaded apart from the server's copy: the reference the answers are checked against."""
+    return gptlab.load(ckpt)
+
+
+@pytest.fixture(scope="module")
+def url(ckpt):
+    app = create_app(gptlab.load(ckpt), model_name=NAME, max_batch=8, max_queue=16)
+    with serving(app) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def small(ckpt):
+    """`gptlab serve` itself, with one slot, no queue and an API key: (base URL, key)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    key = "sekret"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gptlab", "serve", str(ckpt), "--port", str(port), "--max-batch", "1",
+         "--max-queue", "0", "--api-key", key, "--device", "cpu"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, process.stderr.read()
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "gptlab serve did not start"
+        time.sleep(0.1)
+    yield base, key
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def greedy(lm, ids: list[int], n: int) -> list[int]:
+    """n greedy tokens by full forward passes, no cache: the reference for the engine's."""
+    ids = list(ids)
+    with torch.no_grad():
+        for _ in range(n):
+            logits = lm.model(torch.tensor([ids]))[0, -1, : lm.tokenizer.vocab_size]
+            ids.append(int(logits.argmax()))
+    return ids[-n:]
+
+
+def log_softmax(lm, ids: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.log_softmax(lm.model(torch.tensor([ids]))[0, :, : lm.tokenizer.vocab_size].double(), -1)
+
+
+def token_name(lm, token: int) -> str:
+    """As OpenAI names tokens: the text, or `bytes:\\xNN...` for part of a character."""
+    data = lm.tokenizer.decode_bytes([token])
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return "bytes:" + "".join(f"\\x{b:02x}" for b in data)
+
+
+def metric(base: str, name: str, **labels) -> float:
+    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise KeyError(name)
+
+
+def test_completion_is_the_models_greedy_continuation(client, lm):
+    prompt = "red green blue"
+    done = client.completions.create(model=NAME, prompt=prompt, max_tokens=6, temperature=0)
+    ids = lm.tokenizer.encode(prompt)
+    assert done.object == "text_completion" and done.model == NAME and done.id.startswith("cmpl-")
+    [choice] = done.choices
+    assert choice.text == lm.tokenizer.decode(greedy(lm, ids, 6))
+    assert choice.finish_reason == "length" and choice.index == 0 and choice.logprobs is None
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens, done.usage.total_tokens) == (len(ids), 6, len(ids) + 6)
+    assert client.models.list().data[0].id == NAME
+
+
+def test_streaming_sends_the_same_text_then_usage(client):
+    whole = client.completions.create(model=NAME, prompt="cat dog", max_tokens=12, temperature=0)
+    chunks = list(client.completions.create(model=NAME, prompt="cat dog", max_tokens=12, temperature=0, stream=True,
+                                            stream_options={"include_usage": True}))
+    *pieces, last = chunks
+    assert "".join(c.choices[0].text for c in pieces) == whole.choices[0].text
+    assert [c.choices[0].finish_reason for c in pieces][-1] == "length"
+    assert last.choices == [] and last.usage.completion_tokens == 12
+    assert last.usage.prompt_tokens == whole.usage.prompt_tokens
+
+
+def test_logprobs_are_the_models(client, lm):
+    prompt = "sun moon star"
+    done = client.completions.create(model=NAME, prompt=prompt, max_tokens=5, temperature=0, logprobs=3)
+    ids = lm.tokenizer.encode(prompt)
+    out = greedy(lm, ids, 5)
+    expected = log_softmax(lm, ids + out)
+    lp = done.choices[0].logprobs
+    assert lp.tokens == [token_name(lm, t) for t in out]
+    assert lp.token_logprobs == pytest.approx([expected[len(ids) - 1 + i, t].item() for i, t in enumerate(out)], abs=1e-4)
+    for i, top in enumerate(lp.top_logprobs):
+        assert 3 <= len(top) <= 4
+        assert max(top.values()) == lp.token_logprobs[i]  # greedy: the token is the most likely one
+        best = expected[len(ids) - 1 + i].topk(3).values.tolist()
+        assert sorted(top.values(), reverse=True)[:3] == pytest.approx(best, abs=1e-4)
+    assert len(lp.text_offset) == 5 and lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+
+
+def test_echo_scores_the_prompt_with_the_models_log_softmax(client, lm):
+    """What lm-evaluation-harness sends for loglikelihoods: token-id prompts, echo, logprobs."""
+    prompts = [lm.tokenizer.encode("red green blue apple"), lm.tokenizer.encode("one two three north south")]
+    for max_tokens in (0, 1):
+        done = client.completions.create(model=NAME, prompt=prompts, max_tokens=max_tokens, temperature=0, echo=True,
+                                         logprobs=1)
+        assert len(done.choices) == 2
+        for choice, ids in zip(done.choices, prompts):
+            expected = log_softmax(lm, ids)
+            lp = choice.logprobs
+            assert len(lp.tokens) == len(ids) + max_tokens and lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+            assert lp.token_logprobs[1 : len(ids)] == pytest.approx(
+                [expected[i - 1, ids[i]].item() for i in range(1, len(ids))], abs=1e-5)
+            assert choice.text.startswith(lm.tokenizer.decode(ids)) and choice.finish_reason == "length"
+        assert done.usage.prompt_tokens == sum(map(len, prompts)) and done.usage.completion_tokens == 2 * max_tokens
+
+
+def test_n_choices_and_seeds(client):
+    def sample(**options):
+        done = client.completions.create(model=NAME, prompt=["cat", "red blue"], max_tokens=8, temperature=1.0,
+                                         n=3, **options)
+        assert [c.index for c in done.choices] == list(range(6)) and done.usage.completion_tokens == 48
+        return [c.text for c in done.choices]
+
+    seeded = sample(seed=7)
+    assert sample(seed=7) == seeded
+    assert sample(seed=8) != seeded
+    assert len(set(seeded[:3])) > 1  # the n samples of one prompt differ
+
+
+def test_stop_strings_end_the_text_before_them(client):
+    text = client.completions.create(model=NAME, prompt="river hill", max_tokens=40, temperature=0).choices[0].text
+    stop = text[12:15]
+    done = client.completions.create(model=NAME, prompt="river hill", max_tokens=40, temperature=0, stop=[stop, "\x00zz"])
+    assert done.choices[0].text == text[: text.find(stop)] and done.choices[0].finish_reason == "stop"
+    streamed = client.completions.create(model=NAME, prompt="river hill", max_tokens=40, temperature=0, stop=stop,
+                                         stream=True)
+    assert "".join(c.choices[0].text for c in streamed) == text[: text.find(stop)]
+
+
+def test_chat_continues_the_plain_text_template(client):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
+    reply = client.chat.completions.create(model=NAME, messages=messages, max_tokens=10, temperature=0)
+    prompt = chat.render(messages)
+    assert prompt == "System: Be brief.\nUser: Name a colour.\nAssistant:"
+    same = client.completions.create(model=NAME, prompt=prompt, max_tokens=10, temperature=0, stop=[chat.STOP])
+    assert reply.choices[0].message.content == same.choices[0].text.lstrip()
+    assert reply.choices[0].message.role == "assistant" and reply.object == "chat.completion"
+    chunks = client.chat.completions.create(model=NAME, messages=messages, max_tokens=10, temperature=0, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == reply.choices[0].message.content
+
+
+MALFORMED = [
+    (b"{not json", 400, None),
+    (b"[1, 2]", 400, None),
+    ({"model": NAME}, 400, "prompt"),
+    ({"model": NAME, "prompt": 5}, 400, "prompt"),
+    ({"model": NAME, "prompt": [1, "a"]}, 400, "prompt"),
+    ({"model": NAME, "prompt": ""}, 400, "prompt"),
+    ({"model": NAME, "prompt": []}, 400, "prompt"),
+    ({"model": NAME, "prompt": [[]]}, 400, "prompt"),
+    ({"model": NAME, "prompt": [1, 99999]}, 400, "prompt"),
+    ({"model": NAME, "prompt": "hi", "max_tokens": "5"}, 400, "max_tokens"),
+    ({"model": NAME, "prompt": "hi", "max_tokens": N_CTX}, 400, "max_tokens"),
+    ({"model": NAME, "prompt": "hi", "max_tokens": 0}, 400, "max_tokens"),
+    ({"model": NAME, "prompt": "hi", "max_tokens": -1}, 400, "max_tokens"),
+    ({"model": NAME, "prompt": "hi", "temperature": -1}, 400, "temperature"),
+    ({"model": NAME, "prompt": "hi", "n": 0}, 400, "n"),
+    ({"model": NAME, "prompt": "hi", "stream": "yes"}, 400, "stream"),
+    ({"model": NAME, "prompt": "hi", "logprobs": 1000}, 400, "logprobs"),
+    ({"model": NAME, "prompt": "hi", "stop": 3}, 400, "stop"),
+    ({"model": "gpt-4", "prompt": "hi"}, 404, "model"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "param"), MALFORMED, ids=range(len(MALFORMED)))
+def test_malformed_requests_get_an_openai_error(url, body, status, param):
+    if isinstance(body, bytes):
+        answer = httpx.post(f"{url}/v1/completions", content=body, headers={"content-type": "application/json"})
+    else:
+        answer = httpx.post(f"{url}/v1/completions", json=body)
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"] and error["param"] == param
+
+
+def test_other_errors_are_openai_errors_too(url):
+    assert httpx.get(f"{url}/v1/nothing").json()["error"]["type"] == "not_found_error"
+    too_long = httpx.post(f"{url}/v1/completions", json={"prompt": "hi " * 3000, "max_tokens": 1})
+    assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
+    bad_chat = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "robot", "content": "x"}]})
+    assert bad_chat.status_code == 400 and bad_chat.json()["error"]["param"] == "messages"
+    assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+
+
+def test_tokenizer_endpoints_serve_lm_evals_remote_tokenizer(url, lm):
+    from lm_eval.utils import RemoteTokenizer, check_remote_tokenizer_support
+
+    text = "red green<|endoftext|>blue"
+    ids = httpx.post(f"{url}/tokenize", json={"prompt": text, "add_special_tokens": False}).json()["tokens"]
+    assert ids == lm.tokenizer.encode("red green") + [lm.tokenizer.eot_id] + lm.tokenizer.encode("blue")
+    assert httpx.post(f"{url}/detokenize", json={"tokens": ids}).json() == {"prompt": text}
+    assert check_remote_tokenizer_support(f"{url}/v1/completions")
+    remote = RemoteTokenizer(f"{url}/v1/completions")
+    assert remote.eos_token_id == lm.tokenizer.eot_id and remote.encode("cat dog") == lm.tokenizer.encode("cat dog")
+    messages = [{"role": "user", "content": "hi"}]
+    assert remote.apply_chat_template(messages) == chat.render(messages)
+
+
+def _task(folder: Path) -> Path:
+    """A multiple-choice task as lm-evaluation-harness reads it, over local JSONL."""
+    rng = random.Random(2)
+    docs = [{"question": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6))) + "?",
+             "choices": rng.sample(COLORS, 3) + [rng.choice(WORDS)], "label": rng.randrange(4)} for _ in range(24)]
+    (folder / "colors_test.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    config = {
+        "task": "serve_colors", "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(folder / "colors_test.jsonl")}},
+        "output_type": "multiple_choice", "test_split": "test", "fewshot_split": "test",
+        "doc_to_text": "Question: {{question}}\nAnswer:", "doc_to_choice": "{{choices}}", "doc_to_target": "{{label}}",
+        "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}],
+    }
+    (folder / "serve_colors.yaml").write_text(json.dumps(config))
+    return folder / "serve_colors.yaml"
+
+
+def test_lm_eval_local_completions_matches_gptlab_eval(url, ckpt, tmp_path, capsys):
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from gptlab.cli.main import main
+
+    task = _task(tmp_path)
+    main(["eval", str(ckpt), "--task", str(task), "--shots", "0", "2", "--json", "--out", str(tmp_path / "ours"),
+          "--device", "cpu"])
+    ours = json.loads(capsys.readouterr().out)["tasks"]["serve_colors"]["shots"]
+    args = f"model={NAME},base_url={url}/v1/completions,tokenizer_backend=remote,max_length={N_CTX},max_retries=1"
+    for k in (0, 2):
+        out = simple_evaluate(model="local-completions", model_args=args, tasks=["serve_colors"], num_fewshot=k,
+                              batch_size=8, task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False))
+        theirs = out["results"]["serve_colors"]
+        assert ours[str(k)]["metrics"]["acc"]["value"] == theirs["acc,none"]
+        assert ours[str(k)]["metrics"]["acc_norm"]["value"] == theirs["acc_norm,none"]
+
+
+def test_api_key_guards_v1_only(small):
+    base, key = small
+    with pytest.raises(openai.AuthenticationError) as e:
+        openai.OpenAI(base_url=f"{base}/v1", api_key="wrong", max_retries=0).models.list()
+    assert e.value.status_code == 401 and e.value.body["code"] == "invalid_api_key"
+    assert httpx.post(f"{base}/v1/completions", json={"prompt": "hi"}).status_code == 401
+    assert openai.OpenAI(base_url=f"{base}/v1", api_key=key).models.list().data[0].id == NAME  # --model-name default
+    assert httpx.get(f"{base}/health").status_code == 200
+    assert httpx.post(f"{base}/tokenize", json={"prompt": "hi"}).status_code == 200
+
+
+def _answered_soon(client: openai.OpenAI, within: float) -> float:
+    """Seconds until a short request is accepted (the server retries nothing itself)."""
+    start = time.monotonic()
+    while True:
+        try:
+            client.completions.create(model=NAME, prompt="hi", max_tokens=2)
+            return time.monotonic() - start
+        except openai.RateLimitError:
+            assert time.monotonic() - start < within, "the slot was not freed"
+            time.sleep(0.02)
+
+
+def test_full_queue_answers_429_and_a_client_that_leaves_frees_its_slot(small):
+    """One slot, no queue: a long request holds the slot (a full-context one runs for seconds); the next
+    gets 429. When the first client disconnects, streaming or not, the slot is free at once."""
+    base, key = small
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+    headers = {"Authorization": f"Bearer {key}"}
+    long = {"model": NAME, "prompt": "north", "max_tokens": None, "temperature": 1.0}
+    before = metric(base, "gptlab_generated_tokens_total")
+    with httpx.Client(headers=headers) as http, \
+            http.stream("POST", f"{base}/v1/completions", json={**long, "stream": True}) as r:
+        lines = r.iter_lines()  # held: dropping a half-read iterator closes the connection
+        assert next(lines).startswith("data: ")
+        with pytest.raises(openai.RateLimitError) as e:
+            client.completions.create(model=NAME, prompt="hi", max_tokens=2)
+        assert e.value.response.headers["retry-after"] == "1" and e.value.body["code"] == "queue_full"
+    assert _answered_soon(client, within=1.5) < 1.5
+    # not streaming: the client gives up waiting and closes the connection
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{base}/v1/completions", json=long, headers=headers, timeout=0.5)
+    assert _answered_soon(client, within=1.5) < 1.5
+    assert metric(base, "gptlab_generated_tokens_total") - before < N_CTX  # neither long request ran to its end
+    assert metric(base, "gptlab_requests_total", endpoint="/v1/completions", status="429") >= 1
+
+
+def test_metrics(url, client):
+    client.completions.create(model=NAME, prompt="metrics", max_tokens=3)
+    assert metric(url, "gptlab_generated_tokens_total") >= 3
+    assert metric(url, "gptlab_request_latency_seconds_count", endpoint="/v1/completions") >= 1
+    assert metric(url, "gptlab_time_to_first_token_seconds_count", endpoint="/v1/completions") >= 1
+    assert metric(url, "gptlab_requests_waiting") == 0 and metric(url, "gptlab_queue_capacity") == 24
+    assert metric(url, "gptlab_generation_tokens_per_second") >= 0
+
+
+def test_64_clients_at_once_get_answers_or_429(url):
+    """Twice the server's capacity (8 slots + 16 queued) at once: each request is answered 200 in full
+    or refused with 429 and Retry-After, and the server stays healthy."""
+
+    async def crowd() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=64)) as http:
+            async def one(i: int) -> httpx.Response:
+                body = {"model": NAME, "prompt": f"load {i}", "max_tokens": 32, "stream": i % 2 == 0}
+                return await http.post("/v1/completions", json=body)
+
+            return await asyncio.gather(*(one(i) for i in range(64)))
+
+    answers = asyncio.run(crowd())
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {200, 429} and statuses.count(200) >= 24
+    for i, answer in enumerate(answers):
+        if answer.status_code == 429:
+            assert answer.headers["retry-after"] == "1" and answer.json()["error"]["code"] == "queue_full"
+        elif i % 2:
+            assert answer.json()["usage"]["completion_tokens"] == 32
+        else:
+            assert answer.text.endswith("data: [DONE]\n\n") and answer.text.count('"finish_reason": "length"') == 1
+    assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+    assert metric(url, "gptlab_requests_running") == 0
+
+
+def test_serve_refuses_a_missing_checkpoint(tmp_path, capsys):
+    from gptlab.cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["serve", str(tmp_path / "nope")])
+    assert e.value.code == 1 and capsys.readouterr().err.startswith("gptlab: error: ")
