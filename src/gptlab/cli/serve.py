@@ -31,7 +31,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="sequences decoding together (KV-cache slots, default 16)")
     parser.add_argument("--max-queue", type=int, default=64,
                         help="sequences waiting for a slot before new requests get 429 (default 64)")
-    parser.add_argument("--precision", default="fp32", help="weights: fp32, bf16 or int8 (default fp32)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32", help="weights (default fp32)")
     parser.add_argument("--device", default="auto", help="torch device: auto (GPU if present), cpu, cuda, ...")
     parser.set_defaults(run=run)
 
