@@ -197,7 +197,7 @@ def test_shards_round_trip_across_shard_boundaries(tmp_path):
     assert (tmp_path / "shard_00000.bin").stat().st_size == 20
     tokens = read_shards(tmp_path)
     assert tokens.dtype == np.uint16
-    assert tokens.tolist() == [*range(5), 7, 8, 9, *range(100, 117)]
+    assert np.asarray(tokens).tolist() == [*range(5), 7, 8, 9, *range(100, 117)]
 
 
 def test_shards_use_uint32_for_large_vocabularies(tmp_path):
@@ -205,7 +205,7 @@ def test_shards_use_uint32_for_large_vocabularies(tmp_path):
     write_shards(tmp_path / "large", [[65536, 99999]], vocab_size=100000, eot_id=0)
     assert read_shards(tmp_path / "small").dtype == np.uint16
     large = read_shards(tmp_path / "large")
-    assert large.dtype == np.uint32 and large.tolist() == [65536, 99999]
+    assert large.dtype == np.uint32 and np.asarray(large).tolist() == [65536, 99999]
     assert (tmp_path / "large" / "shard_00000.bin").read_bytes() == (
         (65536).to_bytes(4, "little") + (99999).to_bytes(4, "little")
     )
@@ -308,7 +308,7 @@ def test_corpus_from_token_shards(tmp_path, ten_documents):
     corpus = build_corpus([tmp_path / "shards"], tok, val_fraction=0.1, seed=0, progress=False)
     stream = [i for ids in arrays for i in ids]
     n_val = round(len(stream) * 0.1)
-    assert corpus.train.tolist() == stream[:-n_val] and corpus.val.tolist() == stream[-n_val:]
+    assert np.asarray(corpus.train).tolist() == stream[:-n_val] and np.asarray(corpus.val).tolist() == stream[-n_val:]
     assert corpus.n_documents == 10 and corpus.train_bytes + corpus.val_bytes == len("".join(texts))
 
     with pytest.raises(GptlabError, match="cannot be mixed"):
@@ -399,8 +399,8 @@ def test_batch_from_starts(tmp_path):
     x, y = batch_from_starts(tokens, starts, seq_len=16)
     assert x.shape == y.shape == (3, 16) and str(x.dtype) == "torch.int64"
     for row, start in enumerate(starts):
-        assert x[row].tolist() == tokens[start : start + 16].tolist()
-        assert y[row].tolist() == tokens[start + 1 : start + 17].tolist()
+        assert x[row].tolist() == np.asarray(tokens[start : start + 16]).tolist()
+        assert y[row].tolist() == np.asarray(tokens[start + 1 : start + 17]).tolist()
     assert x[:, 1:].equal(y[:, :-1]) and y.is_contiguous()
 
 

@@ -124,7 +124,7 @@ def test_mix_reports_the_documents_and_tokens_it_wrote(tmp_path, capsys, shakesp
                                  "--tokenizer", tmp_path / "tokenizer", "--output", out, "--workers", 1)
     assert code == 0, err
     stats = json.loads((out / "stats.json").read_text())
-    tokens = read_shards(out)
+    tokens = np.asarray(read_shards(out))
     assert stats["documents_written"] == int(np.sum(tokens == small_tokenizer.eot_id)) > 0
     assert stats["tokens_written"] == len(tokens)
     assert f"40 in -> {stats['documents_written']:,} written ({len(tokens):,} tokens)" in printed

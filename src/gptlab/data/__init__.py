@@ -7,7 +7,7 @@ from gptlab.lazy import lazy_exports
 _EXPORTS = {
     "Corpus": "corpus", "Split": "corpus", "build_corpus": "corpus", "split_documents": "corpus",
     "ExampleSampler": "sampler", "WindowSampler": "sampler", "batch_from_starts": "sampler", "eval_starts": "sampler",
-    "read_shards": "shards", "write_shards": "shards",
+    "TokenView": "shards", "read_shards": "shards", "write_shards": "shards",
     "Document": "sources", "iter_documents": "sources",
 }
 

@@ -3,6 +3,7 @@
 Several documents are split by document, so no document is seen in both training and validation;
 a single document (tinyshakespeare) is split by characters, its last part held out, as nanoGPT does.
 The split is made on text, before tokenising, so a tokenizer can be fitted to the training part only.
+Token shards are never read whole: their streams are `TokenView`s, which read the windows asked for.
 """
 
 from __future__ import annotations
@@ -11,32 +12,58 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from tqdm import tqdm
 
-from gptlab.data.shards import is_shards_dir, read_index, read_shards, token_dtype
+from gptlab.data.shards import Tokens, TokenView, is_shards_dir, read_index, read_shards, token_dtype
 from gptlab.data.sources import Document, iter_documents
 from gptlab.errors import GptlabError
 from gptlab.tokenizer import CharTokenizer, Tokenizer
 
 # Texts handed to encode_batch at once: enough for its threads, small enough to show progress.
 _BATCH_CHARS = 1 << 20
+_COUNT_CHUNK = 1 << 22
+"""Tokens counted at once: a few tens of MB however large the corpus."""
 
 
 @dataclass(frozen=True)
 class Corpus:
-    """Token streams (uint16, or uint32 for vocabularies of 65536 and more) and their sizes.
+    """Token streams (uint16, or uint32 for vocabularies of 65536 and more) and what they hold.
 
-    `train_bytes` and `val_bytes` count the UTF-8 bytes the tokens stand for, special tokens
-    excluded: the denominator of bits per byte.
+    The counts are made on first use, by a pass over the tokens, which training never needs: a
+    corpus of token shards is then ready at once, whatever its size.
     """
 
-    train: np.ndarray
-    val: np.ndarray
-    n_documents: int
-    train_bytes: int | None = None
-    val_bytes: int | None = None
+    train: Tokens
+    val: Tokens
+    token_bytes: np.ndarray
+    """UTF-8 bytes each token id stands for (0 for special tokens)."""
+    eot_id: int | None
+    documents_read: int | None = None
+    """Documents read from text (a single one cut in two counts once); None for token shards."""
+
+    @cached_property
+    def n_documents(self) -> int:
+        """Documents read; for token shards, the <|endoftext|> tokens they hold."""
+        if self.documents_read is not None:
+            return self.documents_read
+        return 0 if self.eot_id is None else int(sum(counts[self.eot_id] for counts in self._counts))
+
+    @property
+    def train_bytes(self) -> int:
+        """UTF-8 bytes the training tokens stand for, special tokens excluded."""
+        return int(self._counts[0] @ self.token_bytes)
+
+    @property
+    def val_bytes(self) -> int:
+        """UTF-8 bytes the validation tokens stand for: the denominator of bits per byte."""
+        return int(self._counts[1] @ self.token_bytes)
+
+    @cached_property
+    def _counts(self) -> tuple[np.ndarray, np.ndarray]:
+        return _token_counts(self.train, len(self.token_bytes)), _token_counts(self.val, len(self.token_bytes))
 
 
 @dataclass(frozen=True)
@@ -89,32 +116,24 @@ def build_corpus(
     """Tokenise the documents under `paths` as `split_documents` splits them, or read token shards.
 
     Pass `split` when the caller has already read and split `paths`. Shard directories are read
-    as one stream whose last val_fraction is validation; their n_documents counts <|endoftext|>.
+    lazily as one stream whose last val_fraction is validation; their n_documents counts
+    <|endoftext|>.
     """
     _check_fraction(val_fraction)
     shard_dirs = [path for path in paths if is_shards_dir(path)]
     if shard_dirs and len(shard_dirs) < len(paths):
         raise GptlabError("token shard directories cannot be mixed with text inputs")
-    where = ", ".join(map(str, paths))
-    n_documents: int | None = None
+    documents_read: int | None = None
     if shard_dirs:
         train, val = _split_tokens(_read_shard_dirs(shard_dirs, tokenizer), val_fraction)
     else:
         split = split or split_documents(paths, val_fraction, seed)
-        n_documents = split.n_documents
+        documents_read = split.n_documents
         train = _encode(split.train, tokenizer, "tokenizing train", progress)
         val = _encode(split.val, tokenizer, "tokenizing validation", progress)
     if not len(train) + len(val):
-        raise GptlabError(f"no text to train on in {where}")
-    train_counts = _token_counts(train, tokenizer.vocab_size)
-    val_counts = _token_counts(val, tokenizer.vocab_size)
-    if n_documents is None:
-        eot = tokenizer.eot_id
-        n_documents = 0 if eot is None else int(train_counts[eot] + val_counts[eot])
-    token_bytes = tokenizer.token_bytes()
-    return Corpus(
-        train, val, n_documents, int(train_counts @ token_bytes), int(val_counts @ token_bytes)
-    )
+        raise GptlabError(f"no text to train on in {', '.join(map(str, paths))}")
+    return Corpus(train, val, tokenizer.token_bytes(), tokenizer.eot_id, documents_read)
 
 
 def _check_fraction(val_fraction: float) -> None:
@@ -151,11 +170,9 @@ def _batches(documents: Iterable[Document]) -> Iterator[list[Document]]:
         yield batch
 
 
-def _read_shard_dirs(
-    directories: list[str | os.PathLike], tokenizer: Tokenizer | CharTokenizer
-) -> np.ndarray:
-    """The directories' tokens as one stream, checked against the tokenizer."""
-    streams = []
+def _read_shard_dirs(directories: list[str | os.PathLike], tokenizer: Tokenizer | CharTokenizer) -> TokenView:
+    """The directories' tokens as one lazy stream, checked against the tokenizer."""
+    views = []
     for directory in directories:
         index = read_index(directory)
         if index["vocab_size"] > tokenizer.vocab_size:
@@ -169,23 +186,22 @@ def _read_shard_dirs(
                 f" tokenizer's <|endoftext|> is {tokenizer.eot_id}: they were made with another"
                 " tokenizer"
             )
-        streams.append(read_shards(directory))
-    return streams[0] if len(streams) == 1 else np.concatenate(streams)
+        views.append(read_shards(directory))
+    parts = [part for view in views for part in view.parts]
+    return TokenView(parts, np.result_type(*(view.dtype for view in views)), tokenizer.vocab_size)
 
 
-def _split_tokens(tokens: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """The last val_fraction of the tokens (rounded, leaving at least one) is validation."""
+def _split_tokens(tokens: TokenView, val_fraction: float) -> tuple[TokenView, TokenView]:
+    """The last val_fraction of the tokens (rounded, leaving at least one) is validation; nothing is copied."""
     n = len(tokens)
     cut = n - min(round(n * val_fraction), max(n - 1, 0))
     return tokens[:cut], tokens[cut:]
 
 
-def _token_counts(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
-    """How often each id occurs; an id outside the vocabulary means the data is corrupt."""
-    counts = np.bincount(tokens, minlength=vocab_size)
-    if len(counts) > vocab_size:
-        raise GptlabError(
-            f"the corpus holds token id {len(counts) - 1}, outside the tokenizer's vocabulary"
-            f" (ids 0..{vocab_size - 1}): the token shards are corrupt"
-        )
+def _token_counts(tokens: Tokens, vocab_size: int) -> np.ndarray:
+    """How often each id occurs, counted a chunk at a time (a `TokenView` refuses ids outside the
+    vocabulary as it reads them)."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, len(tokens), _COUNT_CHUNK):
+        counts += np.bincount(np.asarray(tokens[start : start + _COUNT_CHUNK]), minlength=vocab_size)
     return counts

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gptlab.data.shards import Tokens
 from gptlab.errors import GptlabError
 
 
@@ -110,9 +111,12 @@ class ExampleSampler(EpochStream):
 
 
 def batch_from_starts(
-    tokens: np.ndarray, starts: np.ndarray, seq_len: int
+    tokens: Tokens, starts: np.ndarray, seq_len: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs x and targets y, int64 [len(starts), seq_len], y being x shifted by one token."""
+    """Inputs x and targets y, int64 [len(starts), seq_len], y being x shifted by one token.
+
+    Only these windows are read from `tokens`; one may span two shards of a `TokenView`.
+    """
     windows = tokens[np.asarray(starts)[:, None] + np.arange(seq_len + 1)]
     windows = torch.from_numpy(windows.astype(np.int64))
     return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()

@@ -1,8 +1,9 @@
 """Pre-tokenised corpora: raw little-endian token files plus an index.json describing them.
 
 Raw arrays need no parser and can be memory-mapped, so training on a corpus larger than memory
-starts at once. Each shard is written atomically and the index last, so a directory with an
-index never lists a half-written shard.
+starts at once: `read_shards` gives a `TokenView`, which reads only the tokens indexed. Shards are
+written as the tokens stream in, each atomically and the index last, so a directory with an index
+never lists a half-written shard.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -51,8 +52,9 @@ def write_shards(
 ) -> int:
     """Write the arrays back to back as shards of `shard_tokens` tokens; return the token count.
 
-    The arrays are written as given: end each document with `eot_id` yourself. `tokenizer` is
-    the tokenizer's directory relative to `directory`, recorded for readers.
+    The arrays are written as they come, so an iterator of any length never sits in memory. They
+    are written as given: end each document with `eot_id` yourself. `tokenizer` is the tokenizer's
+    directory relative to `directory`, recorded for readers.
     """
     root = Path(directory)
     if shard_tokens < 1:
@@ -60,26 +62,31 @@ def write_shards(
     dtype = token_dtype(vocab_size)
     (root / INDEX_FILE).unlink(missing_ok=True)  # until the new index exists, nothing is listed
     shards: list[dict[str, Any]] = []
+    filling: atomic.Writer | None = None  # the shard being written, `filled` tokens so far
+    filled = 0
 
-    def write(tokens: np.ndarray) -> None:
-        name = f"shard_{len(shards):05d}.bin"
-        atomic.write_bytes(root / name, tokens.tobytes())
-        shards.append({"file": name, "tokens": len(tokens)})
+    def finish(shard: atomic.Writer) -> None:
+        nonlocal filling, filled
+        shard.commit()
+        shards.append({"file": shard.path.name, "tokens": filled})
+        filling, filled = None, 0
 
-    pending: list[np.ndarray] = []
-    n_pending = 0
-    for array in token_arrays:
-        tokens = _checked_tokens(array, vocab_size, dtype)
-        pending.append(tokens)
-        n_pending += len(tokens)
-        if n_pending >= shard_tokens:
-            stream = np.concatenate(pending)
-            full = n_pending - n_pending % shard_tokens
-            for start in range(0, full, shard_tokens):
-                write(stream[start : start + shard_tokens])
-            pending, n_pending = [stream[full:]], n_pending - full
-    if n_pending:
-        write(np.concatenate(pending))
+    try:
+        for array in token_arrays:
+            tokens = _checked_tokens(array, vocab_size, dtype)
+            while len(tokens):
+                if filling is None:
+                    filling = atomic.Writer(root / f"shard_{len(shards):05d}.bin")
+                piece, tokens = tokens[: shard_tokens - filled], tokens[shard_tokens - filled :]
+                filling.write(np.ascontiguousarray(piece).data)
+                filled += len(piece)
+                if filled == shard_tokens:
+                    finish(filling)
+        if filling is not None:
+            finish(filling)
+    finally:
+        if filling is not None:  # an error or a kill cut the shard short
+            filling.discard()
     index = {
         "format": FORMAT,
         "version": VERSION,
@@ -140,12 +147,110 @@ def tokenizer_dir(directory: str | os.PathLike) -> Path | None:
     return path
 
 
-def read_shards(directory: str | os.PathLike) -> np.ndarray:
-    """All tokens: memory-mapped when there is one shard, else concatenated in memory."""
+class Part(NamedTuple):
+    """Tokens start..stop of a raw token file."""
+
+    file: Path
+    dtype: np.dtype
+    start: int
+    stop: int
+
+
+class TokenView:
+    """The tokens of several raw token files as one read-only stream, never joined in memory.
+
+    Slicing gives another view, so a train/validation split copies nothing. Indexing with integers
+    or integer arrays reads just those tokens, mapping each file only for that read: memory follows
+    the tokens read, not the corpus, and a window of tokens may span two files. A token id of
+    `vocab_size` or more means the files are corrupt and is refused when read.
+    """
+
+    def __init__(self, parts: Sequence[Part], dtype: np.dtype, vocab_size: int) -> None:
+        self.parts = [part for part in parts if part.stop > part.start]
+        self.dtype = dtype
+        self.vocab_size = vocab_size
+        self._bounds = np.cumsum([0, *(part.stop - part.start for part in self.parts)], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._bounds[-1])
+
+    def __getitem__(self, key: slice | int | np.ndarray) -> TokenView | np.ndarray:
+        if isinstance(key, slice):
+            return self._slice(key)
+        index = np.asarray(key)
+        if index.dtype.kind not in "iu":
+            raise IndexError(f"token views are indexed by slices or integers, not {index.dtype}")
+        return self._gather(index.reshape(-1)).reshape(index.shape)[()]
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        """Every token of the view in memory: a document, a chunk to count, a small corpus."""
+        if len(self.parts) == 1:
+            tokens = _read(self.parts[0])
+        else:
+            tokens = np.concatenate([np.empty(0, self.dtype), *map(_read, self.parts)])
+        tokens = self._checked(tokens.astype(self.dtype, copy=False))
+        return tokens if dtype is None else tokens.astype(dtype, copy=False)
+
+    def _slice(self, key: slice) -> TokenView:
+        start, stop, step = key.indices(len(self))
+        if step != 1:
+            raise IndexError("token views are sliced with step 1 only")
+        parts = []
+        if start < stop:
+            first, last = np.searchsorted(self._bounds, [start, stop], side="right") - 1
+            for p in range(first, min(last + 1, len(self.parts))):
+                part, offset = self.parts[p], int(self._bounds[p])
+                lo, hi = max(start - offset, 0), min(stop - offset, part.stop - part.start)
+                if lo < hi:
+                    parts.append(part._replace(start=part.start + lo, stop=part.start + hi))
+        return TokenView(parts, self.dtype, self.vocab_size)
+
+    def _gather(self, index: np.ndarray) -> np.ndarray:
+        index = np.where(index < 0, index + len(self), index).astype(np.int64)
+        if index.size and not 0 <= index.min() <= index.max() < len(self):
+            raise IndexError(f"token index out of range for a view of {len(self)} tokens")
+        out = np.empty(len(index), self.dtype)
+        which = np.searchsorted(self._bounds, index, side="right") - 1
+        for p in np.unique(which).tolist():
+            part, here = self.parts[p], which == p
+            tokens = np.memmap(part.file, part.dtype, "r", part.start * part.dtype.itemsize, (part.stop - part.start,))
+            out[here] = tokens[index[here] - self._bounds[p]]
+        return self._checked(out)
+
+    def _checked(self, tokens: np.ndarray) -> np.ndarray:
+        if tokens.size and tokens.max() >= self.vocab_size:
+            files = ", ".join(sorted({str(part.file.parent) for part in self.parts}))
+            raise GptlabError(
+                f"the token shards in {files} hold token id {tokens.max()}, outside the vocabulary"
+                f" (ids 0..{self.vocab_size - 1}): they are corrupt"
+            )
+        return tokens
+
+
+def _read(part: Part) -> np.ndarray:
+    """The part's tokens, read into memory (a file read costs a fraction of mapping it)."""
+    tokens = np.empty(part.stop - part.start, part.dtype)
+    buffer, done = memoryview(tokens).cast("B"), 0
+    with open(part.file, "rb", buffering=0) as f:
+        f.seek(part.start * part.dtype.itemsize)
+        while done < len(buffer):  # one read returns at most ~2 GB
+            n = f.readinto(buffer[done:])
+            if not n:
+                raise GptlabError(f"{part.file} is truncated: it ends before token {part.stop}")
+            done += n
+    return tokens
+
+
+Tokens = np.ndarray | TokenView
+"""A token stream: in memory (tokenised text), or a lazy view of token shards."""
+
+
+def read_shards(directory: str | os.PathLike) -> TokenView:
+    """All tokens of the shards as one stream, read lazily; the shards' sizes are checked now."""
     root = Path(directory)
     index = read_index(root)
     dtype = _DTYPES[index["dtype"]]
-    arrays = []
+    parts = []
     for shard in index["shards"]:
         file, n = root / shard["file"], shard["tokens"]
         if not file.is_file():
@@ -156,11 +261,8 @@ def read_shards(directory: str | os.PathLike) -> np.ndarray:
                 f"{file} is corrupt or truncated: it has {size} bytes, but {INDEX_FILE} says"
                 f" {n} {index['dtype']} tokens ({n * dtype.itemsize} bytes)"
             )
-        if n:
-            arrays.append(np.memmap(file, dtype=dtype, mode="r", shape=(n,)))
-    if len(arrays) == 1:
-        return arrays[0]
-    return np.concatenate(arrays) if arrays else np.empty(0, dtype)
+        parts.append(Part(file, dtype, 0, n))
+    return TokenView(parts, dtype, index["vocab_size"])
 
 
 def _checked_tokens(

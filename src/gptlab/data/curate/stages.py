@@ -1,6 +1,7 @@
 """The curation stages: quality filter, dedup, decontaminate, mix. Each is a few datatrove
 pipeline steps run by `engine.Workspace` over the input files, plus any single-process phase
-that needs the whole corpus at once (LSH clustering, n-gram counts, the mixture).
+that needs the whole corpus at once (LSH clustering, n-gram counts, the mixture's draw of
+documents, made from their lengths alone).
 
 Documents keep their `id` through every stage; a document that decontamination cuts into
 pieces becomes `id#0`, `id#1`, ... .
@@ -34,7 +35,7 @@ from gptlab.data.curate.minhash import (
     smallest_match,
 )
 from gptlab.data.curate.quality_filter import pareto_keep, plot_scores
-from gptlab.data.shards import token_dtype, write_shards
+from gptlab.data.shards import Part, TokenView, token_dtype, write_shards
 from gptlab.data.sources import expand, iter_documents
 from gptlab.errors import GptlabError
 
@@ -489,7 +490,8 @@ def decontaminate(
 
 
 class Tokenize(PipelineStep):
-    """A task's documents as one token stream, each followed by <|endoftext|>, plus document ends."""
+    """A task's documents as one token file, each followed by <|endoftext|>, written batch by batch,
+    and where each document ends in it."""
 
     name, type = "tokenize", "Tokenizer"
 
@@ -502,17 +504,15 @@ class Tokenize(PipelineStep):
 
         tokenizer = load_tokenizer(self.tokenizer)
         dtype = token_dtype(tokenizer.vocab_size)
-        arrays = []
-        for batch in _batches(data):
-            arrays += [
-                np.array(ids + [tokenizer.eot_id], dtype) for ids in tokenizer.encode_batch([d.text for d in batch])
-            ]
-        ends = np.cumsum([len(a) for a in arrays], dtype=np.int64)
-        _save_npz(
-            Path(self.into) / f"{rank:05d}.npz",
-            tokens=np.concatenate(arrays) if arrays else np.empty(0, dtype),
-            ends=ends,
-        )
+        lengths: list[int] = []
+        with atomic.Writer(Path(self.into) / f"{rank:05d}.bin") as out:
+            for batch in _batches(data):
+                arrays = [
+                    np.array(ids + [tokenizer.eot_id], dtype) for ids in tokenizer.encode_batch([d.text for d in batch])
+                ]
+                out.write(np.concatenate(arrays).data)
+                lengths += map(len, arrays)
+        _save_npy(Path(self.into) / f"{rank:05d}.ends.npy", np.cumsum(lengths, dtype=np.int64))
         yield from ()
 
 
@@ -529,7 +529,9 @@ def mix(
     """Sample documents from each source in proportion to its weight (not its size), repeating a
     source for as many epochs as `tokens` needs, and write them, interleaved, as token shards.
 
-    Without `tokens` the budget is the largest one at which no source repeats.
+    Without `tokens` the budget is the largest one at which no source repeats. The tasks tokenise
+    into files, and each document is read back from them when the shards reach it: memory holds
+    where documents end, never their tokens.
     """
     from gptlab.tokenizer import load_tokenizer
 
@@ -566,19 +568,23 @@ def mix(
             len(source_files),
             engine,
         )
-    documents = {name: _documents(ws.work / "tokens" / name, len(fs)) for name, fs in files.items()}
-    available = {name: int(sum(len(d) for d in docs)) for name, docs in documents.items()}
+    dtype = token_dtype(tok.vocab_size)
+    tokenized = {
+        name: _Tokenized.load(ws.work / "tokens" / name, len(fs), dtype, tok.vocab_size) for name, fs in files.items()
+    }
+    lengths = {name: np.diff(source.ends, prepend=0) for name, source in tokenized.items()}
+    available = {name: int(lengths[name].sum()) for name in sources}
     if not all(available.values()):
         raise GptlabError(f"source(s) without any text: {', '.join(n for n, a in available.items() if not a)}")
     budget = tokens or int(min(available[name] / share[name] for name in sources))
     rng = np.random.default_rng(seed)
-    chosen = {name: _take(documents[name], share[name] * budget, rng) for name in sources}
-    order = _interleave({name: len(docs) for name, docs in chosen.items()}, rng)
-    written = write_shards(
-        output, (chosen[name][i] for name, i in order), tok.vocab_size, tok.eot_id, shard_tokens, tokenizer="tokenizer"
-    )
+    chosen = {name: _take(lengths[name], share[name] * budget, rng) for name in sources}
+    which, position = _interleave({name: len(docs) for name, docs in chosen.items()}, rng)
+    names = list(chosen)
+    documents = (tokenized[names[s]].document(chosen[names[s]][i]) for s, i in zip(which.tolist(), position.tolist()))
+    written = write_shards(output, documents, tok.vocab_size, tok.eot_id, shard_tokens, tokenizer="tokenizer")
     tok.save(Path(output) / "tokenizer")
-    taken = {name: int(sum(len(d) for d in docs)) for name, docs in chosen.items()}
+    taken = {name: int(lengths[name][docs].sum()) for name, docs in chosen.items()}
     report = {
         name: {
             "weight": round(share[name], 4),
@@ -589,38 +595,54 @@ def mix(
         for name in sources
     }
     return ws.finish(
-        "mix", documents_written=len(order), tokens_written=written, token_budget=budget, sources=report
+        "mix", documents_written=len(which), tokens_written=written, token_budget=budget, sources=report
     )
 
 
-def _documents(directory: Path, tasks: int) -> list[np.ndarray]:
-    docs = []
-    for rank in range(tasks):
-        part = np.load(directory / f"{rank:05d}.npz")
-        docs += np.split(part["tokens"], part["ends"][:-1]) if len(part["ends"]) else []
-    return docs
+@dataclass(frozen=True)
+class _Tokenized:
+    """A source's documents, left in its tokenize tasks' token files: only where each ends is held."""
+
+    tokens: TokenView
+    ends: np.ndarray
+
+    @classmethod
+    def load(cls, directory: Path, tasks: int, dtype: np.dtype, vocab_size: int) -> _Tokenized:
+        parts, ends, offset = [], [np.empty(0, np.int64)], 0
+        for rank in range(tasks):
+            task_ends = np.load(directory / f"{rank:05d}.ends.npy")
+            n = int(task_ends[-1]) if len(task_ends) else 0
+            parts.append(Part(directory / f"{rank:05d}.bin", dtype, 0, n))
+            ends.append(task_ends + offset)
+            offset += n
+        return cls(TokenView(parts, dtype, vocab_size), np.concatenate(ends))
+
+    def document(self, i: int) -> np.ndarray:
+        """Document `i`'s tokens, read from its file now."""
+        return np.asarray(self.tokens[int(self.ends[i - 1]) if i else 0 : int(self.ends[i])])
 
 
-def _take(documents: list[np.ndarray], quota: float, rng: np.random.Generator) -> list[np.ndarray]:
-    """Whole epochs in fresh random orders until `quota` tokens are reached."""
-    taken, count = [], 0
+def _take(lengths: np.ndarray, quota: float, rng: np.random.Generator) -> np.ndarray:
+    """Documents (their indices) in whole epochs of fresh random orders until `quota` tokens are reached."""
+    taken, count = [np.empty(0, np.int64)], 0
     while count < quota:
-        for i in rng.permutation(len(documents)):
-            if count >= quota:
-                break
-            taken.append(documents[i])
-            count += len(documents[i])
-    return taken
+        order = rng.permutation(len(lengths))
+        before = count + np.cumsum(lengths[order]) - lengths[order]  # tokens taken before each document
+        order = order[: np.searchsorted(before, quota)]  # each is taken while the count is short of the quota
+        taken.append(order)
+        count += int(lengths[order].sum())
+    return np.concatenate(taken)
 
 
-def _interleave(counts: dict[str, int], rng: np.random.Generator) -> list[tuple[str, int]]:
+def _interleave(counts: dict[str, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Each source's documents spread evenly, jittered, over the output: any stretch of the shards
-    holds the sources in about their mixture proportions."""
-    keys, order = [], []
-    for name, count in counts.items():
-        keys.append((np.arange(count) + rng.random(count)) / max(count, 1))
-        order += [(name, i) for i in range(count)]
-    return [order[i] for i in np.argsort(np.concatenate(keys), kind="stable")] if order else []
+    holds the sources in about their mixture proportions. Returns, in output order, each document's
+    source (its place in `counts`) and its place among that source's documents."""
+    keys = [(np.arange(count) + rng.random(count)) / max(count, 1) for count in counts.values()]
+    order = np.argsort(np.concatenate(keys), kind="stable")
+    which = np.repeat(np.arange(len(counts)), list(counts.values()))
+    position = np.concatenate([np.arange(count) for count in counts.values()])
+    return which[order], position[order]
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
