@@ -75,6 +75,16 @@ def fit_prompt(prompt: list[int], n_ctx: int, params: SamplingParams) -> list[in
     )
 
 
+def _column_major_weights(model: GPT) -> None:
+    """Store each linear layer's weight column-major: the same tensor values and shape (a transposed view of
+    an [in, out] copy), but a matmul with few rows then reads the weights the way CPU BLAS streams them
+    fastest; GPT-2's output head at batch 1 takes half the time. Training and saving see no difference."""
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, torch.nn.Linear) and weight.device.type == "cpu" and weight.is_contiguous():
+            weight.data = weight.data.t().contiguous().t()
+
+
 class _Request:
     def __init__(self, request_id: int, prompt: list[int], params: SamplingParams, budget: int, engine: Engine):
         self.id = request_id
@@ -104,6 +114,7 @@ class Engine:
         if max_batch < 1:
             raise GptlabError(f"max_batch must be at least 1, got {max_batch}")
         self.model = model.eval()
+        _column_major_weights(model)
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
         self.n_ctx = model.config.n_ctx
