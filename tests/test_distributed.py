@@ -5,11 +5,14 @@ is the single-process math; only the order of floating-point sums changes. That 
 ~1e-7 relative and weights by ~1e-6 after a few Adam steps, hence rtol 1e-5 and atol 1e-4.
 """
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from safetensors.torch import load_file
 import gptlab
 from gptlab.cli.main import main
 from gptlab.errors import GptlabError
+from gptlab.train.checkpointing import load_latest
 from gptlab.train.distributed import micro_batch
 
 STEPS = 6
@@ -30,13 +34,19 @@ ARGS = ["--tokenizer", "byte", "--model", "tiny", "--n-layer", "2", "--d-model",
         "--eval-windows", "32", "--sample-tokens", "4", "--log-every", "1", "--threads", "1", "--no-progress"]
 
 
-def train(corpus: Path, out: Path, *args: str, procs: int = 1) -> Path:
-    """Run `gptlab train` as users do: plainly, or under torchrun with `procs` processes."""
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # as --threads 1; spares torchrun's notice about it
+
+
+def command(corpus: Path, out: Path, *args: str, procs: int = 1) -> list[str]:
+    """`gptlab train` as users run it: plainly, or under torchrun with `procs` processes."""
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)] if procs > 1 else []
-    cmd = [sys.executable, *launcher, "-m", "gptlab", "train", "--data", str(corpus), "--out", str(out),
-           "--max-steps", str(STEPS), *ARGS, *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as --threads 1; spares torchrun's notice about it
-    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, env=env)
+    return [sys.executable, *launcher, "-m", "gptlab", "train", "--data", str(corpus), "--out", str(out),
+            "--max-steps", str(STEPS), *ARGS, *args]
+
+
+def train(corpus: Path, out: Path, *args: str, procs: int = 1) -> Path:
+    done = subprocess.run(command(corpus, out, *args, procs=procs), check=False, capture_output=True, text=True,
+                          timeout=300, env=ENV)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out
 
@@ -84,7 +94,10 @@ def test_two_processes_match_one(single, two, strategy):
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_process_checkpoint_resumes_in_one_process(corpus, tmp_path, single, two, strategy):
-    out = resume_from(two[strategy] / "checkpoints" / "step_0000003", tmp_path / "resumed")
+    """FSDP's checkpoint is sharded: one process reads both processes' shards."""
+    checkpoint = two[strategy] / "checkpoints" / "step_0000003"
+    assert (checkpoint / "dcp").is_dir() == (strategy == "fsdp")
+    out = resume_from(checkpoint, tmp_path / "resumed")
     train(corpus, out, "--resume")
     assert sorted(metrics(out)[0]) == [4, 5, 6]
     assert_same_training(out, single)
@@ -98,7 +111,8 @@ def test_one_process_checkpoint_resumes_in_two(corpus, tmp_path, single, strateg
     assert_same_training(out, single)
 
 
-def test_fsdp_checkpoints_are_ordinary_checkpoints(single, two, capsys):
+def test_fsdp_checkpoints_load_like_any_checkpoint(single, two, capsys):
+    """The sharded step checkpoints too: gptlab.load reads their weights from the shard files."""
     for path in (two["fsdp"] / "final", two["fsdp"] / "checkpoints" / "step_0000003"):
         lm = gptlab.load(path)
         assert lm.config == gptlab.load(single / "final").config
@@ -146,3 +160,96 @@ def test_fine_tuning_on_two_processes_matches_one(tmp_path, strategy):
     for key in ("loss", "val_loss"):
         one, two = ({r["step"]: r[key] for r in rows if key in r} for rows in (runs[1], runs[2]))
         assert one and two == pytest.approx(one, rel=1e-5), key
+
+
+# --- sharded checkpoints: FSDP's default, each process writes its own part --------------------------
+
+
+def test_fsdp_writes_sharded_checkpoints_and_a_one_file_final(two):
+    run = two["fsdp"]
+    for step in ("step_0000003", "step_0000006"):
+        path = run / "checkpoints" / step
+        shards = sorted(p.name for p in (path / "dcp").iterdir())
+        assert shards == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+        assert not (path / "model.safetensors").exists()
+        assert "optimizer" not in torch.load(path / "train_state.pt", weights_only=True)
+        sizes = [(path / "dcp" / name).stat().st_size for name in shards[1:]]
+        assert max(sizes) < 0.7 * sum(sizes), f"one process wrote (nearly) everything: {sizes}"
+    assert (run / "final" / "model.safetensors").is_file() and not (run / "final" / "dcp").exists()
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")], "temporary directories left"
+
+
+def kill_all(process: subprocess.Popen) -> None:
+    """SIGKILL torchrun and its workers together, as a machine failure would (the workers run in sessions of their own)."""
+    workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    process.kill()
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    process.wait()
+
+
+def test_sharded_checkpoint_resumes_bit_exact_after_sigkill(corpus, tmp_path, two):
+    """Killed mid-run and resumed from step 3 in two processes, the run repeats the uninterrupted one bit for bit.
+
+    The killed run is given 1000 steps so that it cannot finish first (the schedule ends at step 6 either way);
+    checkpoints it wrote after step 3 before the kill landed are dropped, as if the kill had come right after it.
+    """
+    out = tmp_path / "killed"
+    process = subprocess.Popen(command(corpus, out, "--distributed", "fsdp", "--max-steps", "1000", procs=2), env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "step_0000003").is_dir():
+        assert process.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.01)
+    kill_all(process)
+    for later in (out / "checkpoints").glob("step_*"):
+        if later.name != "step_0000003":
+            shutil.rmtree(later)
+    train(corpus, out, "--distributed", "fsdp", "--resume", procs=2)
+    assert metrics(out) == metrics(two["fsdp"])
+    weights = load_file(str(out / "final" / "model.safetensors"))
+    expected = load_file(str(two["fsdp"] / "final" / "model.safetensors"))
+    assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in weights)
+    assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".")], "a partial save was left behind"
+
+
+def test_one_process_writes_sharded_checkpoints_that_resume_in_two(corpus, tmp_path, single):
+    """`--checkpoint-format sharded` in one process: one shard file, and the run computes exactly what it would
+    with full checkpoints; two processes then reshard it and continue as one process would (to rtol 1e-5)."""
+    run = train(corpus, tmp_path / "sharded", "--checkpoint-format", "sharded")
+    checkpoint = run / "checkpoints" / "step_0000003"
+    assert sorted(p.name for p in (checkpoint / "dcp").iterdir()) == [".metadata", "__0_0.distcp"]
+    assert metrics(run) == metrics(single)
+    out = resume_from(checkpoint, tmp_path / "resumed")
+    train(corpus, out, "--resume", "--distributed", "fsdp", procs=2)
+    assert sorted(metrics(out)[0]) == [4, 5, 6]
+    assert_same_training(out, single)
+
+
+def test_convert_makes_a_sharded_checkpoint_one_file_with_the_same_logits(tmp_path, single, two):
+    sharded = two["fsdp"] / "checkpoints" / "step_0000006"
+    main(["convert", str(sharded), str(tmp_path / "one"), "--to", "gptlab"])
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["config.json", "merges.txt", "model.safetensors", "vocab.json"]
+    assert json.loads((tmp_path / "one" / "config.json").read_text())["training"] == {"step": 6}
+    ids = torch.tensor([list(b"ROMEO: What say you?")[:16]])
+    with torch.no_grad():
+        logits = gptlab.load(tmp_path / "one").model(ids)
+        # the run's own final/ is exactly these weights; one process's run of the same steps agrees to float error
+        assert torch.equal(logits, gptlab.load(two["fsdp"] / "final").model(ids))
+        torch.testing.assert_close(logits, gptlab.load(single / "final").model(ids), rtol=1e-5, atol=1e-4)
+        main(["convert", str(sharded), str(tmp_path / "hf"), "--to", "hf"])
+        main(["convert", str(tmp_path / "hf"), str(tmp_path / "back"), "--to", "gptlab"])
+        torch.testing.assert_close(gptlab.load(tmp_path / "back").model(ids), logits)
+
+
+def test_a_damaged_shard_falls_back_to_the_previous_checkpoint(tmp_path, two, capsys):
+    for step in ("step_0000003", "step_0000006"):
+        shutil.copytree(two["fsdp"] / "checkpoints" / step, tmp_path / "checkpoints" / step)
+    shard = tmp_path / "checkpoints" / "step_0000006" / "dcp" / "__1_0.distcp"
+    shard.write_bytes(shard.read_bytes()[:1000])
+    resumed = load_latest(tmp_path, "cpu")
+    assert resumed.path.name == "step_0000003" and resumed.sharded
+    assert "skipping checkpoint step_0000006" in capsys.readouterr().err
+    with pytest.raises(GptlabError, match="__1_0.distcp is missing or truncated"):
+        gptlab.load(tmp_path / "checkpoints" / "step_0000006")

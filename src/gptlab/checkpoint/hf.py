@@ -199,7 +199,7 @@ _TASK_KEY = "gptlab_task"
 def import_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Convert a Hugging Face gpt2 / gpt_neo / openai-gpt directory into a gptlab checkpoint."""
     src, dst = Path(src), Path(dst)
-    _check_destination(dst, overwrite)
+    check_destination(dst, overwrite)
     hf_config = _read_hf_config(src)
     arch = _architecture(hf_config, src)
     config = _config_from_hf(arch, hf_config, src)
@@ -215,7 +215,7 @@ def import_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool
 def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write a gptlab checkpoint as a directory `AutoModelForCausalLM.from_pretrained` loads."""
     dst = Path(dst)
-    _check_destination(dst, overwrite)
+    check_destination(dst, overwrite)
     lm = load(src)
     arch = _export_architecture(lm.config)
     hf_config = _config_to_hf(arch, lm.config, lm.tokenizer)
@@ -236,7 +236,8 @@ def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool
 # --- reading and writing HF directories -------------------------------------------------------
 
 
-def _check_destination(dst: Path, overwrite: bool) -> None:
+def check_destination(dst: Path, overwrite: bool) -> None:
+    """Refuse to write into a directory that holds something, unless asked to replace it."""
     if dst.exists() and not overwrite and (not dst.is_dir() or any(dst.iterdir())):
         raise GptlabError(f"{dst} already exists and is not empty; pass --overwrite (overwrite=True) to replace it")
 

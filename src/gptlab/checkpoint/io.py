@@ -45,7 +45,8 @@ def save(
     """Write a checkpoint directory atomically: a kill mid-save leaves the previous one intact.
 
     `extra_files` (name -> bytes) land in the same directory in the same rename, e.g. training state.
-    `weights` stand in for `model.state_dict()` when the model is sharded (the gathered full weights).
+    `weights` stand in for `model.state_dict()` when the model is sharded (the full weights, gathered or read
+    from a sharded checkpoint).
     A model whose vocabulary does not fit the tokenizer is refused here, not when it first generates.
     A TaskModel is saved as its GPT's tensors plus `head.weight`, with its TaskSpec under "task".
     """
@@ -55,17 +56,31 @@ def save(
     check_vocab(model.config, tokenizer, f"cannot save {path}", strict=True)
     state = model.state_dict() if weights is None else weights
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items() if k != _TIED}
+    with atomic.directory(path) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        write_files(tmp, model, tokenizer, metadata, extra_files)
+    return path
+
+
+def write_files(
+    directory: Path,
+    model: GPT,
+    tokenizer: Tokenizer | None,
+    metadata: dict[str, Any] | None = None,
+    extra_files: dict[str, bytes] | None = None,
+) -> None:
+    """Everything of a checkpoint but its weights: config.json, the tokenizer and `extra_files`, into `directory`.
+
+    Shared by `save` and sharded checkpoints (checkpoint.sharded), whose weights are written by each process.
+    """
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(), **(metadata or {})}
     if isinstance(model, TaskModel):
         config["task"] = model.spec.to_dict()
-    with atomic.directory(path) as tmp:
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        if tokenizer is not None:
-            tokenizer.save(tmp)
-        for name, data in (extra_files or {}).items():
-            (tmp / name).write_bytes(data)
-    return path
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    if tokenizer is not None:
+        tokenizer.save(directory)
+    for name, data in (extra_files or {}).items():
+        (directory / name).write_bytes(data)
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -82,9 +97,21 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+def read_model_config(path: Path) -> tuple[GPTConfig, TaskSpec | None]:
+    """The model a checkpoint directory holds: its config, and its task when fine-tuned for one (GPT-1)."""
+    config = read_config(path)
+    task = TaskSpec.from_dict(config["task"], f"checkpoint {path}") if "task" in config else None
+    return GPTConfig.from_dict(config.get("model", {})), task
+
+
 def load_state(path: Path) -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint directory: its model.safetensors, or those of a sharded training checkpoint."""
+    from gptlab.checkpoint import sharded
+
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
+        if sharded.is_sharded(path):
+            return sharded.read_weights(path)
         raise GptlabError(f"checkpoint {path} has no {WEIGHTS_FILE}")
     return read_weights(weights)
 
@@ -197,9 +224,7 @@ def load(
     precision = check_precision(precision)
     device = resolve_device(device)
     path = Path(path)
-    config_dict = read_config(path)
-    config = GPTConfig.from_dict(config_dict.get("model", {}))
-    task = TaskSpec.from_dict(config_dict["task"], f"checkpoint {path}") if "task" in config_dict else None
+    config, task = read_model_config(path)
     model = build_model(config, load_state(path), f"checkpoint {path}", task)
     tokenizer = load_tokenizer(path)
     check_vocab(config, tokenizer, f"checkpoint {path}")

@@ -1,4 +1,5 @@
-"""`gptlab convert`: to and from Hugging Face GPT-2 / GPT-Neo checkpoint directories."""
+"""`gptlab convert`: to and from Hugging Face GPT-2 / GPT-Neo checkpoint directories, and sharded training
+checkpoints to ordinary ones."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from pathlib import Path
 def register(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser(
         "convert",
-        help="convert between Hugging Face (GPT-2, GPT-Neo) and gptlab checkpoints",
+        help="convert between Hugging Face (GPT-2, GPT-Neo) and gptlab checkpoints, or a sharded checkpoint to one file",
         description=(
             "Convert a checkpoint directory. --to gptlab reads a Hugging Face GPT-2 or GPT-Neo directory "
             "(config.json + model.safetensors or pytorch_model.bin, plus vocab.json/merges.txt). --to hf writes one "
             "that transformers loads with from_pretrained: GPT-2 for dense models, GPT-Neo for models with local "
             "attention. Tokenizer files travel with the weights. GPT-1 fine-tuned GPT-2 models keep their head: "
-            "classification and entailment as GPT2ForSequenceClassification, multiple choice as GPT2DoubleHeadsModel."
+            "classification and entailment as GPT2ForSequenceClassification, multiple choice as GPT2DoubleHeadsModel. "
+            "A sharded training checkpoint (an FSDP run's checkpoints/step_N, with dcp/) becomes an ordinary "
+            "single-file one with --to gptlab, and converts to hf directly."
         ),
     )
     parser.add_argument("src", type=Path, help="checkpoint directory to read")
@@ -27,7 +30,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from gptlab.checkpoint.hf import export_hf, import_hf
+    from gptlab.checkpoint.sharded import consolidate, is_sharded
 
-    convert = import_hf if args.to == "gptlab" else export_hf
+    if args.to == "gptlab":
+        convert = consolidate if is_sharded(args.src) else import_hf
+    else:
+        convert = export_hf
     out = convert(args.src, args.dst, overwrite=args.overwrite)
     print(f"wrote {args.to} checkpoint to {out}")

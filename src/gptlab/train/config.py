@@ -72,6 +72,10 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"
     distributed: Literal["ddp", "fsdp"] = "ddp"
+    checkpoint_format: Literal["auto", "sharded", "full"] = "auto"
+    """sharded: each process writes its own part of the weights and optimizer state (torch.distributed.checkpoint) and
+    none gathers them; full: rank 0 gathers them into one model.safetensors; auto: sharded under FSDP with several
+    processes. final/ is always a full checkpoint, and a run resumes from either at any process count."""
     on_nan: Literal["stop", "skip"] = "stop"
     tensorboard: bool = False
     resume: bool = False

@@ -1,25 +1,31 @@
 """Process-group plumbing: single process by default, DDP or FSDP2 when launched by torchrun.
 
 The training loop sees one `Runtime` and never asks how many processes there are, except to take
-its share of each batch. Checkpoints hold full (unsharded) weights and optimizer state keyed by
-parameter name, so they load the same way whatever the process count or strategy.
+its share of each batch. Checkpoints hold weights and optimizer state keyed by parameter name,
+either full (gathered in rank 0) or sharded (each process writes its part with
+torch.distributed.checkpoint), so they load the same way whatever the process count or strategy.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
+    get_state_dict,
     set_optimizer_state_dict,
+    set_state_dict,
 )
 
+from gptlab.checkpoint.sharded import MODEL, single_process_quiet
 from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
 
@@ -143,3 +149,27 @@ def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
 def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Load a full_optimizer_state() saved by any number of processes; FSDP keeps this process's shard."""
     set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+def sharded_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
+    """This process's part of the weights and optimizer state, as DCP saves and loads it: under FSDP
+    the local shards (nothing is gathered), else the whole, which DCP then writes once."""
+    if optimizer is None:
+        return {MODEL: get_model_state_dict(model)}
+    weights, optimizer_state = get_state_dict(model, optimizer)
+    return {MODEL: weights, "optimizer": optimizer_state}
+
+
+def save_shards(state: dict[str, Any], directory: Path) -> None:
+    """Every process writes its part of `state` (sharded_state) to its own file in `directory`; a collective."""
+    with single_process_quiet():
+        dcp.save(state, checkpoint_id=directory)
+
+
+def load_shards(model: torch.nn.Module, optimizer: torch.optim.Optimizer, directory: Path) -> None:
+    """Fill the (wrapped) model and its optimizer from shards saved by any number of processes; each
+    process reads only the pieces of its own part. A collective."""
+    state = sharded_state(model, optimizer)
+    with single_process_quiet():
+        dcp.load(state, checkpoint_id=directory)
+    set_state_dict(model, optimizer, model_state_dict=state[MODEL], optim_state_dict=state["optimizer"])

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gptlab.data import WindowSampler, batch_from_starts, eval_starts
+from gptlab.data.shards import Tokens
 
 Forward = Callable[..., torch.Tensor]
 """The model as the loop runs it: possibly DDP/FSDP-wrapped and compiled; call it, never its parts."""
@@ -55,8 +56,8 @@ class NextTokenPrediction:
     Validation scores a fixed, evenly spread set of windows, in nats per token and bits per byte.
     """
 
-    train: np.ndarray
-    val: np.ndarray
+    train: Tokens
+    val: Tokens
     seq_len: int
     seed: int
     eval_windows: int

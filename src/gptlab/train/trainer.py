@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from gptlab import atomic, checkpoint
 from gptlab.checkpoint.io import check_vocab
+from gptlab.checkpoint.sharded import SHARDS_DIR, read_weights
 from gptlab.data import Document, Split, build_corpus, iter_documents, split_documents
 from gptlab.data.shards import is_shards_dir, tokenizer_dir
 from gptlab.errors import GptlabError, Interrupted
@@ -32,7 +34,9 @@ from gptlab.generation import generate
 from gptlab.model import GPT, PRESETS, GPTConfig, preset
 from gptlab.tokenizer import CharTokenizer, byte_tokenizer, load_tokenizer, train_tokenizer_on_texts
 from gptlab.train import distributed, run_dir
-from gptlab.train.checkpointing import Resumed, checkpoints, load_latest, save_checkpoint
+from gptlab.train.checkpointing import (
+    Resumed, checkpoints, discard_partial, load_latest, save_checkpoint, save_sharded_checkpoint, step_dir, write_sharded,
+)
 from gptlab.train.config import TrainConfig
 from gptlab.train.metrics import MetricsLog, plot_loss
 from gptlab.train.objective import Forward, NextTokenPrediction, Objective
@@ -221,6 +225,8 @@ def run(config: TrainConfig, prepare: Prepare) -> TrainResult:
 
 def _resumed(config: TrainConfig, runtime: distributed.Runtime) -> Resumed | None:
     out = Path(config.out)
+    if runtime.is_main:  # it holds the run directory's lock, so no save of another run is under way
+        discard_partial(out)
     if not config.resume:
         if checkpoints(out):
             raise GptlabError(f"{out} already holds checkpoints of a run; pass --resume to continue it or choose another --out")
@@ -235,7 +241,7 @@ def _resumed(config: TrainConfig, runtime: distributed.Runtime) -> Resumed | Non
 _RESUMABLE_CHANGES = frozenset({
     "out", "resume", "progress", "device", "threads", "tensorboard", "log_every", "eval_every", "eval_windows",
     "save_every", "keep_checkpoints", "sample_tokens", "sample_prompt", "compile", "activation_checkpointing",
-    "micro_batch_size", "distributed", "on_nan", "max_steps",
+    "micro_batch_size", "distributed", "checkpoint_format", "on_nan", "max_steps",
 })
 
 
@@ -306,10 +312,16 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
     micro = distributed.micro_batch(config.batch_size, config.micro_batch_size, runtime.world_size)
     wrapped = distributed.wrap(model, runtime, config.distributed)
     optimizer = build_optimizer(model, config, peak)
+    sharded = config.checkpoint_format == "sharded" or (
+        config.checkpoint_format == "auto" and config.distributed == "fsdp" and runtime.distributed
+    )
     step, best = 0, None
     if resumed:
         state = resumed.state
-        distributed.load_optimizer_state(model, optimizer, state["optimizer"])
+        if resumed.sharded:  # weights too: each process reads its part, resharded for this process count
+            distributed.load_shards(model, optimizer, resumed.path / SHARDS_DIR)
+        else:
+            distributed.load_optimizer_state(model, optimizer, state["optimizer"])
         objective.load_state_dict(state["sampler"])
         step, best = state["step"], state.get("best")
         runtime.restore_rng(state["rng"])
@@ -330,9 +342,12 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
     per_item, rate_name = setup.tokens_per_item or 1, "tokens_per_s" if setup.tokens_per_item else "items_per_s"
 
     def save(step: int) -> Path | None:
+        state = {"step": step, "best": best, "sampler": objective.state_dict(), "rng": runtime.rng_states(),
+                 "config": json.dumps(config.to_dict())}
+        if sharded:
+            return save_sharded_checkpoint(out, step, model, optimizer, tokenizer, state, config.keep_checkpoints, runtime)
         weights = distributed.full_weights(model)
-        state = {"step": step, "optimizer": distributed.full_optimizer_state(model, optimizer), "best": best,
-                 "sampler": objective.state_dict(), "rng": runtime.rng_states(), "config": json.dumps(config.to_dict())}
+        state["optimizer"] = distributed.full_optimizer_state(model, optimizer)
         path = save_checkpoint(out, step, model, tokenizer, state, config.keep_checkpoints, weights) if runtime.is_main else None
         runtime.barrier()
         return path
@@ -390,7 +405,7 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
                 samples = [setup.sample(model)]
             model.train()
             if val and objective.best:
-                best = _keep_best(out, objective.best, best, val, step, model, tokenizer, runtime)
+                best = _keep_best(out, objective.best, best, val, step, model, tokenizer, runtime, sharded)
             if val and runtime.is_main:
                 metrics.log({"step": step, **val})
                 if samples:
@@ -418,10 +433,9 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
                 raise Interrupted(f"stopped by {name} at step {step}; saved {saved or out}", stop.signum or signal.SIGTERM)
     bar.close()
 
-    final = out / "final"
-    weights = distributed.full_weights(model)
+    final = out / "final"  # from the sharded checkpoint of this last step when there is one
+    _save_full(final, model, tokenizer, {"training": {"step": step, **val}}, runtime, step_dir(out, step) if sharded else None)
     if runtime.is_main:
-        checkpoint.save(final, model, tokenizer, metadata={"training": {"step": step, **val}}, weights=weights)
         if metrics.rows:
             plot_loss(metrics.rows, out / "loss.png", setup.label)
         metrics.close()
@@ -430,15 +444,31 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
 
 
 def _keep_best(out: Path, rule: tuple[str, str], best: float | None, val: dict[str, float], step: int,
-               model: torch.nn.Module, tokenizer, runtime: distributed.Runtime) -> float | None:
-    """Save `<out>/best` when `val` beats `best` by `rule` (metric, "min"/"max"); the best value so far."""
+               model: torch.nn.Module, tokenizer, runtime: distributed.Runtime, sharded: bool) -> float | None:
+    """Save `<out>/best` when `val` beats `best` by `rule` (metric, "min"/"max"); the best value so far.
+
+    With sharded checkpoints the weights pass through a sharded copy, so that no process gathers them.
+    """
     name, goal = rule
     if best is not None and not (val[name] > best if goal == "max" else val[name] < best):
         return best
-    weights = distributed.full_weights(model)
-    if runtime.is_main:
-        checkpoint.save(out / "best", model, tokenizer, metadata={"training": {"step": step, **val}}, weights=weights)
+    staged = write_sharded(out / ".best.sharded", model, tokenizer, distributed.sharded_state(model), runtime) if sharded else None
+    _save_full(out / "best", model, tokenizer, {"training": {"step": step, **val}}, runtime, staged)
+    if staged and runtime.is_main:
+        shutil.rmtree(staged)
     return val[name]
+
+
+def _save_full(path: Path, model: torch.nn.Module, tokenizer, metadata: dict[str, Any], runtime: distributed.Runtime,
+               shards: Path | None) -> None:
+    """An ordinary single-file checkpoint of `model`: when `shards` names a sharded checkpoint of it, rank 0 reads
+    the weights from its files (no collective, no optimizer state), else all processes gather them in rank 0."""
+    if shards is None:
+        weights = distributed.full_weights(model)
+    else:
+        weights = read_weights(shards) if runtime.is_main else {}
+    if runtime.is_main:
+        checkpoint.save(path, model, tokenizer, metadata=metadata, weights=weights)
 
 
 def _data_label(paths: list[str]) -> str:
