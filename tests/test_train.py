@@ -16,7 +16,7 @@ import gptlab
 from gptlab.errors import GptlabError
 from gptlab.model import GPT, preset
 from gptlab.train import TrainConfig, build_config
-from gptlab.train.optim import batch_size_at, build_optimizer, lr_at
+from gptlab.train.optim import batch_size_at, build_optimizer, lr_at, lr_at_time
 
 TINY = ["--model", "tiny", "--n-layer", "2", "--d-model", "32", "--n-head", "2", "--seq-len", "32",
         "--batch-size", "8", "--threads", "1", "--no-progress", "--log-every", "1", "--sample-tokens", "0"]
@@ -63,6 +63,19 @@ def test_lr_schedule_is_warmup_then_cosine_to_ten_percent():
     assert lr_at(1000, config, 1.0) == pytest.approx(0.1)
     assert lr_at(5000, config, 1.0) == pytest.approx(0.1)
     values = [lr_at(s, config, 1.0) for s in range(100, 1000)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_time_budget_schedule_warms_up_then_decays_over_the_budget():
+    config = TrainConfig(data=["x"], max_minutes=10, warmup_steps=100)
+    assert lr_at_time(0, 0.0, config, 1.0) == pytest.approx(0.01)
+    assert lr_at_time(49, 0.001, config, 1.0) == pytest.approx(0.5)
+    assert lr_at_time(5, 0.1, config, 1.0) == pytest.approx(1.0, rel=0.03)  # warmup ends by a tenth of the budget
+    assert lr_at_time(10**6, 0.55, config, 1.0) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.55)))
+    assert lr_at_time(10**6, 1.0, config, 1.0) == pytest.approx(0.1)
+    linear = TrainConfig(data=["x"], max_minutes=10, warmup_steps=0, lr_schedule="linear")
+    assert lr_at_time(0, 0.5, linear, 1.0) == pytest.approx(0.55)
+    values = [lr_at_time(s, s / 1000, config, 1.0) for s in range(100, 1000)]
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
@@ -153,6 +166,26 @@ def test_run_directory_and_final_checkpoint(tmp_path, corpus, tokenizer):
     generated = subprocess.run([sys.executable, "-m", "gptlab", "generate", str(out / "final"), "--prompt", "ROMEO:",
                                 "--max-new-tokens", "10", "--seed", "0"], capture_output=True, text=True)
     assert generated.returncode == 0, generated.stderr
+
+
+def test_a_time_budget_ends_the_run_with_a_finished_schedule_and_can_be_extended(tmp_path, corpus):
+    """--max-minutes alone ends the run: no step count is given, the decay reaches its floor by the end, the
+    spent time is saved, and a resume needs a larger budget, which continues the clock."""
+    out = tmp_path / "run"
+    result = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.04, *TINY)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows if "lr" in r]
+    steps = len(lrs)
+    assert steps >= 3 and (out / "final").is_dir() and any("val_loss" in r for r in rows)
+    assert lrs[-1] < 0.6 * max(lrs)  # the last steps run late in the decay (its exact shape: the test above)
+    state = torch.load(sorted((out / "checkpoints").iterdir())[-1] / "train_state.pt", weights_only=False)
+    assert state["elapsed"] >= 0.04 * 60
+    again = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.04, *TINY, "--resume")
+    assert again.returncode == 1 and "pass a larger --max-minutes" in again.stderr
+    longer = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.07, *TINY, "--resume")
+    assert longer.returncode == 0, longer.stderr
+    assert max(losses(out)) > steps
 
 
 def test_bits_per_byte_is_consistent_with_the_loss(tmp_path, corpus):

@@ -19,6 +19,10 @@ from gptlab.errors import GptlabError
 from gptlab.model import GPTConfig
 
 
+UNLIMITED_STEPS = 10**12
+"""max_steps of a run that a time budget ends."""
+
+
 @dataclass
 class TrainConfig:
     data: list[str] = field(default_factory=list)
@@ -38,6 +42,11 @@ class TrainConfig:
     micro_batch_size: int | None = None
     """Sequences per forward pass; the rest is gradient accumulation. Defaults to batch_size."""
     max_steps: int = 1000
+    """Optimizer steps; with max_minutes and no max_steps given, the time budget alone ends the run."""
+    max_minutes: float | None = None
+    """Wall-clock budget: warmup and decay are laid out over this time, not over steps, and the run ends when it is
+    spent (or at max_steps), so a slow or busy machine still finishes its schedule on time. Resumes continue the
+    clock where the run stopped; the steps reached depend on the machine, so such runs are not bit-exact."""
     lr: float | None = None
     """Peak learning rate; defaults to the preset's paper value, else 1e-3."""
     lr_schedule: Literal["cosine", "linear"] = "cosine"
@@ -97,6 +106,8 @@ class TrainConfig:
             raise GptlabError(f"train config: tokenizer_sample_mb must be positive, got {self.tokenizer_sample_mb}")
         if not 0 <= self.val_fraction < 1:
             raise GptlabError(f"train config: val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise GptlabError(f"train config: max_minutes must be positive, got {self.max_minutes}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise GptlabError(f"train config: micro_batch_size must be at least 1, got {self.micro_batch_size}")
         unknown = sorted(set(self.model_overrides) - _MODEL_FIELDS)
@@ -181,6 +192,9 @@ def build_config(yaml_path: Path | None, overrides: dict[str, Any], cls: type[Tr
             model_overrides[key] = _coerce(key, value, list[str] if key == "attention" else _MODEL_HINTS[key])
         else:
             raise GptlabError(f"unknown config key {key!r}; see `gptlab {cls.verb} --help`")
+    step_limited = cls.__dataclass_fields__["max_steps"].default is not None  # fine-tuning counts epochs instead
+    if config.get("max_minutes") is not None and "max_steps" not in config and step_limited:
+        config["max_steps"] = UNLIMITED_STEPS
     return cls(**config, model_overrides=model_overrides)
 
 

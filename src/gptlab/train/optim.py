@@ -41,6 +41,23 @@ def lr_at(step: int, config: TrainConfig, peak: float) -> float:
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
 
 
+WARMUP_SHARE = 0.1
+"""Under a time budget, warmup ends after warmup_steps or a tenth of the budget, whichever comes first."""
+
+
+def lr_at_time(step: int, progress: float, config: TrainConfig, peak: float) -> float:
+    """The schedule over a wall-clock budget, `progress` being the share of it spent: the warmup ramp, capped by
+    the decay over the whole budget (cosine or linear to min_lr_ratio·peak at its end)."""
+    ramp = max((step + 1) / config.warmup_steps if config.warmup_steps else 1.0, progress / WARMUP_SHARE)
+    floor = peak * config.min_lr_ratio
+    progress = min(1.0, progress)
+    if config.lr_schedule == "linear":
+        decayed = peak - (peak - floor) * progress
+    else:
+        decayed = floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+    return min(peak * min(1.0, ramp), decayed)
+
+
 def batch_size_at(step: int, config: TrainConfig, multiple: int) -> int:
     """GPT-3's batch ramp: linear growth from batch_ramp_start, in multiples of the micro-batch."""
     if step >= config.batch_ramp_steps:

@@ -40,9 +40,11 @@ from gptlab.train.checkpointing import (
 from gptlab.train.config import TrainConfig
 from gptlab.train.metrics import MetricsLog, plot_loss
 from gptlab.train.objective import Forward, NextTokenPrediction, Objective
-from gptlab.train.optim import batch_size_at, build_optimizer, lr_at
+from gptlab.train.optim import batch_size_at, build_optimizer, lr_at, lr_at_time
 
 
+_BUDGET_MARKS = 5
+"""Under --max-minutes, a run also evaluates and saves each time another fifth of its budget is spent."""
 _REPLOT_SECONDS = 30.0
 """Least time between redraws of loss.png during a run: one costs ~0.1 s, the first ~1 s (matplotlib)."""
 
@@ -241,7 +243,7 @@ def _resumed(config: TrainConfig, runtime: distributed.Runtime) -> Resumed | Non
 _RESUMABLE_CHANGES = frozenset({
     "out", "resume", "progress", "device", "threads", "tensorboard", "log_every", "eval_every", "eval_windows",
     "save_every", "keep_checkpoints", "sample_tokens", "sample_prompt", "compile", "activation_checkpointing",
-    "micro_batch_size", "distributed", "checkpoint_format", "on_nan", "max_steps",
+    "micro_batch_size", "distributed", "checkpoint_format", "on_nan", "max_steps", "max_minutes",
 })
 
 
@@ -249,7 +251,8 @@ def check_resumable(config: TrainConfig, resumed: Resumed) -> None:
     """Refuse to continue a run under settings other than those it was trained with.
 
     `config` is resolved (defaults filled). Only the keys in _RESUMABLE_CHANGES may differ;
-    max_steps may grow (the cosine decay then stretches to the new end, unless lr_decay_steps was set).
+    max_steps may grow (the cosine decay then stretches to the new end, unless lr_decay_steps was set), and so may
+    max_minutes (the decay then stretches over the larger budget).
     """
     saved_json = resumed.state.get("config")
     if saved_json is None:
@@ -266,6 +269,12 @@ def check_resumable(config: TrainConfig, resumed: Resumed) -> None:
             "resume with the run's own settings, or start a new run with another --out"
         )
     step = resumed.state["step"]
+    spent = resumed.state.get("elapsed", 0.0) / 60
+    if config.max_minutes is not None and spent >= config.max_minutes:
+        raise GptlabError(
+            f"the run in {config.out} has spent {spent:.1f} of its {config.max_minutes:g} minutes; pass a larger "
+            "--max-minutes to train it further"
+        )
     if config.max_steps <= step:
         raise GptlabError(
             f"the run in {config.out} is already at step {step}; pass --max-steps above {step} to train it further"
@@ -333,7 +342,20 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
         if show:
             tqdm.write(f"{setup.summary}; {runtime.world_size} process(es) on {device}")
 
-    bar = tqdm(total=config.max_steps, initial=step, disable=not show, unit="step", dynamic_ncols=True)
+    budget = config.max_minutes * 60 if config.max_minutes is not None else None
+    spent = resumed.state.get("elapsed", 0.0) if resumed else 0.0
+    started = time.perf_counter()
+
+    def elapsed() -> float:
+        return spent + time.perf_counter() - started
+
+    progress = spent / budget if budget else 0.0  # share of the time budget spent, the same in every process
+    marks = int(progress * _BUDGET_MARKS)  # under a budget, also evaluate and save at each fifth of it
+    if budget:  # the bar counts seconds of the budget, so its ETA is the end of the run
+        bar = tqdm(total=round(budget), initial=round(spent), disable=not show, dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s [{elapsed}<{remaining}{postfix}]")
+    else:
+        bar = tqdm(total=config.max_steps, initial=step, disable=not show, unit="step", dynamic_ncols=True)
     val: dict[str, float] = {}
     samples: list[str] = []
     items_seen = sum(batch_size_at(s, config, micro * runtime.world_size) for s in range(step))
@@ -343,7 +365,7 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
 
     def save(step: int) -> Path | None:
         state = {"step": step, "best": best, "sampler": objective.state_dict(), "rng": runtime.rng_states(),
-                 "config": json.dumps(config.to_dict())}
+                 "config": json.dumps(config.to_dict()), "elapsed": elapsed()}
         if sharded:
             return save_sharded_checkpoint(out, step, model, optimizer, tokenizer, state, config.keep_checkpoints, runtime)
         weights = distributed.full_weights(model)
@@ -352,8 +374,9 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
         runtime.barrier()
         return path
 
-    while step < config.max_steps:
-        lr = lr_at(step, config, peak)
+    last = False
+    while not last:
+        lr = lr_at_time(step, progress, config, peak) if budget else lr_at(step, config, peak)
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = batch_size_at(step, config, micro * runtime.world_size)
@@ -387,18 +410,25 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
         step += 1
         items_seen += batch
         window_items += batch
-        bar.update(1)
+        if budget:
+            progress = runtime.mean(elapsed()) / budget
+            bar.update(min(round(progress * budget), bar.total) - bar.n)
+        else:
+            bar.update(1)
+        last = step >= config.max_steps or progress >= 1
+        at_mark = int(progress * _BUDGET_MARKS) > marks
+        marks = int(progress * _BUDGET_MARKS)
 
-        if runtime.is_main and (step % config.log_every == 0 or step == config.max_steps):
+        if runtime.is_main and (step % config.log_every == 0 or last):
             rate = window_items * per_item / (time.perf_counter() - window_start)
             row = {"step": step, "loss": loss_value, "lr": lr, rate_name: rate, "batch_size": batch, "epoch": objective.epoch}
             if setup.tokens_per_item:
                 row["tokens"] = items_seen * per_item
             metrics.log(row)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **{rate_name.removesuffix("_per_s") + "/s": f"{rate:,.0f}"})
+            bar.set_postfix(**({"step": step} if budget else {}), loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **{rate_name.removesuffix("_per_s") + "/s": f"{rate:,.0f}"})
             window_items, window_start = 0, time.perf_counter()
 
-        if step % config.eval_every == 0 or step == config.max_steps:
+        if step % config.eval_every == 0 or last or at_mark:
             model.eval()  # in every process: an FSDP forward gathers the weights from all of them
             val = objective.validate(model, autocast, device, micro)
             if val and setup.sample:
@@ -419,8 +449,8 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
                     plotted_at = time.perf_counter()
             window_items, window_start = 0, time.perf_counter()  # evaluation time is not training throughput
 
-        stopping = runtime.any(bool(stop)) and step < config.max_steps
-        if step % config.save_every == 0 or step == config.max_steps or stopping:
+        stopping = runtime.any(bool(stop)) and not last
+        if step % config.save_every == 0 or last or at_mark or stopping:
             saved = save(step)
             window_items, window_start = 0, time.perf_counter()
             if stopping:
