@@ -155,3 +155,26 @@ def test_bad_requests_are_one_line_errors():
             engine.add(prompt, params)
     with pytest.raises(GptlabError, match="max_batch"):
         Engine(make_model(), max_batch=0)
+
+
+def test_linear_layers_give_the_same_result_on_the_decode_path(monkeypatch):
+    """Column-major weights (as the engine stores them) and a few rows take the split matmul; the result is
+    nn.Linear's up to float rounding, with or without bias, for 2-D and 3-D inputs."""
+    from gptlab.model.linear import Linear
+
+    calls = []
+    bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda *a: calls.append(1) or bmm(*a))
+    torch.manual_seed(0)
+    for bias in (True, False):
+        layer = Linear(64, 96, bias=bias)
+        inputs = {shape: torch.randn(*shape, 64) for shape in [(1, 1), (3, 2), (5,)]}
+        plain = {shape: torch.nn.functional.linear(x, layer.weight, layer.bias) for shape, x in inputs.items()}
+        layer.weight.data = layer.weight.data.t().contiguous().t()
+        with torch.no_grad():
+            for shape, x in inputs.items():
+                assert torch.allclose(layer(x), plain[shape], atol=1e-5), shape
+        assert len(calls) == 3  # each took the split path
+        assert torch.allclose(layer(inputs[(5,)]), plain[(5,)], atol=1e-5)  # with gradients: nn.Linear's path
+        assert len(calls) == 3
+        calls.clear()

@@ -16,6 +16,7 @@ import torch.utils.checkpoint
 
 from gptlab.model.config import GPTConfig
 from gptlab.model.kv_cache import KVCache, SlotCache
+from gptlab.model.linear import Linear
 from gptlab.model.local_attention import band_mask, local_attention
 
 
@@ -33,8 +34,8 @@ class CausalSelfAttention(nn.Module):
         self.layer = layer
         self.n_head = config.n_head
         self.window = config.window_size if config.layer_attention(layer) == "local" else None
-        self.c_attn = nn.Linear(config.d_model, 3 * config.d_model, bias=config.qkv_bias)
-        self.c_proj = nn.Linear(config.d_model, config.d_model)
+        self.c_attn = Linear(config.d_model, 3 * config.d_model, bias=config.qkv_bias)
+        self.c_proj = Linear(config.d_model, config.d_model)
         self.attn_pdrop = config.attn_pdrop
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
@@ -66,9 +67,9 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.d_model, config.ffn_dim)
+        self.c_fc = Linear(config.d_model, config.ffn_dim)
         self.gelu = nn.GELU(approximate="tanh" if config.activation == "gelu_new" else "none")
-        self.c_proj = nn.Linear(config.ffn_dim, config.d_model)
+        self.c_proj = Linear(config.ffn_dim, config.d_model)
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +102,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm == "pre" else nn.Identity()
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied output head
         self.activation_checkpointing = False
         """Recompute each block's activations in the backward pass: less memory, ~30% more compute."""
