@@ -31,6 +31,9 @@ SKIP = {
     r"^python -m pytest\b": "the test suite itself, this test included",
     r"^torchrun .*--nproc_per_node 8\b": "needs 8 GPUs",
     r"^python benchmarks/": "benchmarks are covered separately: each takes minutes and prints JSON figures",
+    r"^RAY_ADDRESS=ray://head\b": "needs a Ray cluster",
+    r"^torchrun --nnodes\b": "needs several machines",
+    r"^gptlab convert /shared/": "a cluster's shared filesystem, and vLLM",
 }
 """Commands (after joining `\\` continuations and removing comments) that this test leaves out, and why."""
 
@@ -40,6 +43,7 @@ SHRINK = {
     r"\bgptlab train\b.* --resume\b": "--max-steps 6",  # the README resumes a killed run; here it has finished
     r"^gptlab finetune\b": "--max-steps 4 --batch-size 8",
     r"^gptlab eval\b": "--limit 4",
+    r"^gptlab scale sweep\b": "--flops 2e8 2e10 --tokens-per-param 0.5 --seq-len 32 --eval-windows 4 --threads 1",
 }
 """Options appended to matching commands so that the tour fits in CI's time; the README's are real ones."""
 

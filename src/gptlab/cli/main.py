@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gptlab.cli import convert, data, eval, finetune, generate, model, predict, quickstart, serve, tokenizer, train
+from gptlab.cli import convert, data, eval, finetune, generate, model, predict, quickstart, scale, serve, tokenizer, train
 from gptlab.errors import GptlabError, Interrupted
 
-VERBS = (quickstart, train, finetune, predict, generate, serve, eval, model, tokenizer, convert, data)
+VERBS = (quickstart, train, finetune, predict, generate, serve, eval, scale, model, tokenizer, convert, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

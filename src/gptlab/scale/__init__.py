@@ -1,0 +1,1 @@
+"""Predictable scaling: sweep small models, fit L(C) and L(N, D), predict and plan a bigger run."""

@@ -1,0 +1,129 @@
+"""From a fitted sweep: the loss of a run not yet made, and the run to make for a compute budget.
+
+A plan follows the sweep's own rules (shape, learning rate, batch, recipe), so that the law it was
+fitted under applies to it. With L(N, D) fitted, the plan spends the budget on the shape that law
+predicts best; with L(C) alone, it keeps the sweep's tokens per parameter (the geometric mean over
+the runs L(C) was fitted to), since that is the allocation L(C) describes, and takes the largest
+shape whose tokens fit the budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gptlab.errors import GptlabError
+from gptlab.scale import report
+from gptlab.scale.fit import Prediction
+from gptlab.scale.shapes import SMALLEST, rule_shapes
+from gptlab.scale.sweep import Recipe, RunSpec, budget_run, run_spec, train_settings
+
+
+@dataclass(frozen=True)
+class Estimate:
+    prediction: Prediction
+    bits_per_byte: Prediction | None
+    """The same in bits per byte of the validation text, when the runs measured it."""
+    beyond: float
+    """How far past the largest run this lies, in compute (taken as 6·N·D for a --params/--tokens prediction)."""
+    law: str
+
+
+def predict(summary: dict[str, Any], flops: float | None = None, params: float | None = None,
+            tokens: float | None = None) -> Estimate:
+    """The validation loss of a run of `flops` (by L(C)), or of `params` non-embedding parameters trained on
+    `tokens` tokens (by L(N, D))."""
+    largest = max(r["flops"] for r in summary["runs"])
+    if flops is not None:
+        if not flops > 0:
+            raise GptlabError(f"--flops must be positive, got {flops:g}")
+        law = report.compute_law(summary)
+        prediction, at = law.predict(flops), flops
+    else:
+        if not (params and params > 0 and tokens and tokens > 0):
+            raise GptlabError("give --flops C, or --params N with --tokens D (both positive)")
+        law = report.data_law(summary)
+        if law is None:
+            raise GptlabError(f"this sweep has no L(N, D) ({summary['loss_vs_params_and_tokens']['why']}); predict with --flops")
+        prediction, at = law.predict(params, tokens), 6 * params * tokens
+    return Estimate(prediction, _in_bits(summary, prediction), at / largest, law.name)
+
+
+def _in_bits(summary: dict[str, Any], prediction: Prediction) -> Prediction | None:
+    per_nat = summary.get("bits_per_byte_per_nat")
+    if per_nat is None:
+        return None
+    scaled = [None if v is None else v * per_nat for v in (prediction.loss, prediction.low, prediction.high)]
+    return Prediction(*scaled)
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: RunSpec
+    flops: int
+    """What the planned run spends exactly (its steps are whole)."""
+    tokens: int
+    estimate: Estimate
+    epochs: float
+    settings: dict[str, Any]
+    """The `gptlab train` settings, the same recipe as the sweep's runs."""
+
+    def command(self) -> str:
+        """`gptlab train` with every setting that differs from its defaults."""
+        from gptlab.train.config import TrainConfig
+
+        defaults = dataclasses.asdict(TrainConfig())
+        words = ["gptlab", "train"]
+        for key, value in self.settings.items():
+            if key == "data":
+                for path in value:
+                    words += ["--data", path]
+            elif key not in defaults or value != defaults[key]:
+                words += ["--" + key.replace("_", "-"), str(value)]
+        return shlex.join(words)
+
+
+def plan(directory: str | Path, flops: float, out: str | Path) -> Plan:
+    """The run to make with `flops` of training compute, by the sweep in `directory`, into `out`."""
+    if not flops > 0:
+        raise GptlabError(f"--flops must be positive, got {flops:g}")
+    summary = report.read(directory)
+    recipe = Recipe.from_dict(summary["recipe"])
+    law = report.data_law(summary)
+    if law is None:
+        fitted = [r for r in summary["runs"] if r["fitted"]]
+        ratio = math.exp(np.mean([math.log(r["tokens_per_param"]) for r in fitted]))
+        spec = budget_run(recipe, flops, ratio)
+    else:
+        spec = _best_for_budget(recipe, flops, law)
+    tokens = spec.tokens(recipe)
+    used = spec.flops(recipe)
+    if law is None:
+        estimate = predict(summary, flops=used)
+    else:
+        estimate = predict(summary, params=spec.shape.params, tokens=tokens)
+    settings = train_settings(recipe, summary["data"], spec, Path(out))
+    return Plan(spec, used, tokens, estimate, tokens / summary["data"]["train_tokens"], settings)
+
+
+def _best_for_budget(recipe: Recipe, flops: float, law) -> RunSpec:
+    """Of the rule's shapes, each trained on the tokens that spend `flops`, the one L(N, D) predicts lowest."""
+    best = None
+    for shape in rule_shapes(math.sqrt(flops / 6)):  # N·6N ≤ C: at least one token per parameter
+        tokens = flops / shape.flops_per_token(recipe.seq_len)
+        try:
+            spec = run_spec(recipe, shape, tokens / shape.params, tokens)
+        except GptlabError:  # less than one step
+            continue
+        loss = law.predict(shape.params, spec.tokens(recipe)).loss
+        if best is None or loss < best[0]:
+            best = (loss, spec)
+    if best is None:
+        raise GptlabError(f"{flops:.3g} FLOPs cannot train even the smallest shape ({SMALLEST}) for one step")
+    return best[1]

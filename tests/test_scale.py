@@ -1,0 +1,236 @@
+"""`gptlab scale`: the laws recover known parameters, FLOPs are counted exactly, and a sweep runs,
+survives a SIGKILL, and refuses bad input in one line."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gptlab.cli.main import main
+from gptlab.errors import GptlabError
+from gptlab.model import GPT
+from gptlab.scale import fit
+from gptlab.scale.shapes import SMALLEST, Shape, flops_per_token, non_embedding_params, rule_shapes, shape_for_params
+from gptlab.scale.sweep import Recipe, runs_for_budgets, runs_for_sizes
+
+# Tiny runs: four sizes, a few steps each, on a few standard-library modules.
+SIZES = ["7000", "15000", "26000", "40000"]
+TINY = ["--tokens-per-param", "0.4", "--seq-len", "16", "--batch-size", "4", "--eval-windows", "8", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory) -> Path:
+    """About 100 kB of Python source: modules every Python installation has."""
+    import argparse
+    import shlex
+
+    path = tmp_path_factory.mktemp("data") / "source.txt"
+    path.write_text("\n".join(Path(m.__file__).read_text(encoding="utf-8") for m in (argparse, shlex, json.decoder)))
+    return path
+
+
+def one_line_error(capsys, argv: list[str], needle: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["scale", *map(str, argv)])
+    lines = capsys.readouterr().err.strip().splitlines()  # what the sweep said it trains, then the error
+    assert exit_.value.code == 1 and lines[-1].startswith("gptlab: error: ") and needle in lines[-1], lines
+    assert not any(line.startswith(("Traceback", "gptlab: error")) for line in lines[:-1]), lines
+
+
+# --- the laws --------------------------------------------------------------------------------------
+
+
+def test_compute_law_recovers_known_parameters_and_covers_a_prediction():
+    rng = np.random.default_rng(0)
+    flops = np.logspace(11, 13, 7)
+    a, b, c = 2.0e3, 0.3, 1.2
+    losses = (a * flops**-b + c) * (1 + 0.002 * rng.standard_normal(len(flops)))
+    law = fit.fit_compute_law(flops, losses, [f"r{i}" for i in range(len(flops))])
+    assert law.params["b"] == pytest.approx(b, rel=0.05)
+    assert law.params["c"] == pytest.approx(c, rel=0.03)
+    assert law.params["a"] == pytest.approx(a, rel=0.5)  # a trades off against b
+    truth = a * 1e14**-b + c
+    prediction = law.predict(1e14)
+    assert prediction.low < truth < prediction.high and prediction.loss == pytest.approx(truth, rel=0.01)
+    again = fit.Law.from_dict(json.loads(json.dumps(law.to_dict())))
+    assert again.predict(1e14) == prediction
+
+
+def test_data_law_recovers_known_parameters():
+    rng = np.random.default_rng(1)
+    params = np.repeat(np.logspace(4, 6, 4), 3)
+    tokens = params * np.tile([5, 20, 80], 4)
+    truth = dict(E=1.0, A=50.0, alpha=0.35, B=200.0, beta=0.3)
+    losses = truth["E"] + truth["A"] / params ** truth["alpha"] + truth["B"] / tokens ** truth["beta"]
+    law = fit.fit_data_law(params, tokens, losses * (1 + 0.001 * rng.standard_normal(len(losses))),
+                           [str(i) for i in range(len(losses))])
+    for name in ("E", "alpha", "beta"):
+        assert law.params[name] == pytest.approx(truth[name], rel=0.05), name
+    expected = truth["E"] + truth["A"] / 1e7 ** truth["alpha"] + truth["B"] / 2e8 ** truth["beta"]
+    assert law.predict(1e7, 2e8).loss == pytest.approx(expected, rel=0.01)
+
+
+def test_one_token_budget_per_size_does_not_fit_the_data_law():
+    params = np.logspace(4, 6, 8)
+    with pytest.raises(GptlabError, match="several token budgets per size"):
+        fit.fit_data_law(params, 20 * params, 1 + 10 / params**0.3, [str(i) for i in range(8)])
+
+
+@pytest.mark.parametrize("losses, needle", [
+    ([3.0, 2.5, 2.2], "3 runs are too few to fit L(C)"),
+    ([3.0, 2.5, float("nan"), 2.0], "run r2 ended with validation loss nan: it diverged"),
+    ([3.0, float("inf"), 2.2, 2.0], "run r1 ended with validation loss inf: it diverged"),
+])
+def test_too_few_or_diverged_runs_are_one_line(losses, needle):
+    with pytest.raises(GptlabError) as error:
+        fit.fit_compute_law(np.logspace(10, 12, len(losses)), losses, [f"r{i}" for i in range(len(losses))])
+    assert needle in str(error.value) and "\n" not in str(error.value)
+
+
+# --- shapes and FLOPs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape, seq_len, params, per_token", [
+    # 2 layers, d 16: 2·(12·16² + 13·16) = 6,560 in the blocks, + 2·16 for the final LayerNorm
+    (Shape(2, 16), 32, 6_592, 6 * 6_592 + 6 * 2 * 32 * 16),
+    # 2 layers, d 64: 2·(12·64² + 13·64) + 2·64 = 100,096; attention 6·2·128·64 = 98,304 per token
+    (Shape(2, 64), 128, 100_096, 600_576 + 98_304),
+])
+def test_flops_match_a_hand_count(shape, seq_len, params, per_token):
+    assert shape.params == params
+    assert shape.flops_per_token(seq_len) == per_token
+    config = shape.model_config(seq_len, vocab_size=257)
+    assert non_embedding_params(config) == params and flops_per_token(config) == per_token
+    with torch.device("meta"):
+        model = GPT(config)
+    counted = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(("wte.", "wpe.")))
+    assert counted == params  # the tied head is wte, counted once and left out
+    recipe = Recipe(("unused",), seq_len=seq_len, batch_size=4)
+    (spec,) = runs_for_sizes(recipe, [params], [10.0])
+    assert spec.flops(recipe) == per_token * spec.steps * 4 * seq_len
+
+
+def test_shape_rule_grows_with_size_and_budgets_keep_the_token_ratio():
+    sizes = (7e3, 3e4, 1e5, 3e5, 1e6, 1e7)
+    shapes = [shape_for_params(n) for n in sizes]
+    assert [s.params for s in shapes] == sorted(s.params for s in shapes)
+    for n, shape in zip(sizes, shapes):
+        assert abs(math.log(shape.params / n)) < 0.2 and shape.d_model % 8 == 0 and shape.n_layer >= 2
+    assert all(0.5 <= s.d_model / (32 * s.n_layer) <= 2 for s in shapes[1:])  # past the two-layer floor
+    steps = [b.params / a.params for a, b in zip(rule_shapes(1e6), rule_shapes(1e6)[1:])]
+    assert max(steps[3:]) < 1.5  # past the smallest widths, neighbours are close
+    recipe = Recipe(("unused",), seq_len=128)  # the batch by the rule
+    for budget, spec in zip((1e12, 10**12.5, 1e13), runs_for_budgets(recipe, 1e12, 1e13, 3, [20.0]), strict=True):
+        assert budget / 2.2 < spec.flops(recipe) <= budget * 1.01  # the largest shape that fits
+        assert spec.tokens(recipe) / spec.shape.params == pytest.approx(20, rel=0.02)
+
+
+# --- a sweep ---------------------------------------------------------------------------------------
+
+
+def test_sweep_runs_end_to_end_and_a_sigkill_loses_no_finished_run(tmp_path, text, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--data", str(text), "--sizes", *SIZES, *TINY, "--out", str(out), "--no-progress"]
+    process = subprocess.Popen([sys.executable, "-m", "gptlab", "scale", *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    runs = out / "runs"
+    deadline = time.monotonic() + 120
+    # kill once the first run has finished and the second has saved a checkpoint
+    while time.monotonic() < deadline and process.poll() is None:
+        done = {p.parent.name for p in runs.glob("*/final")}
+        if done and any(p.parent.parent.name not in done for p in runs.glob("*/checkpoints/step_*")):
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the sweep finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/final")}
+    assert 1 <= len(finished) < len(SIZES)
+
+    main(["scale", *args])  # the same command again
+    captured = capsys.readouterr()
+    for name, mtime in finished.items():
+        assert f"skip {name}: finished" in captured.err
+        assert (runs / name / "final").stat().st_mtime_ns == mtime
+    assert "resume " in captured.err  # the run the kill interrupted continued from its checkpoint
+    summary = json.loads((out / "scaling.json").read_text())
+    flops = [r["flops"] for r in summary["runs"]]
+    assert len(flops) == len(SIZES) and flops == sorted(flops)
+    assert all(math.isfinite(r["val_loss"]) and r["epochs"] < 1 and not r["repeats_data"] for r in summary["runs"])
+    assert (out / "scaling.png").stat().st_size > 0 and "L(C) = a·C^-b + c: a = " in captured.out
+
+    main(["scale", "predict", str(out), "--flops", "1e10"])
+    assert "predicted validation loss" in capsys.readouterr().out
+    main(["scale", "plan", str(out), "--flops", "1e10", "--out", str(tmp_path / "planned")])
+    command = capsys.readouterr().out.strip().splitlines()[-1]
+    assert command.startswith("gptlab train --data ") and "--n-layer" in command and "--max-steps" in command
+
+    # a second token budget per size: L(N, D) is fitted to all the directory's runs
+    main(["scale", "sweep", "--data", str(text), "--sizes", *SIZES, "--tokens-per-param", "0.4", "1.2", *TINY[2:],
+          "--out", str(out), "--no-progress"])
+    assert json.loads((out / "scaling.json").read_text())["loss_vs_params_and_tokens"].get("fitted", True)
+    main(["scale", "predict", str(out), "--params", "60000", "--tokens", "50000"])
+    assert "by L(N, D)" in capsys.readouterr().out
+
+
+def test_ray_runs_the_sweep_side_by_side(tmp_path, text, capsys, monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a local cluster of this machine
+    out = tmp_path / "sweep"
+    try:
+        main(["scale", "sweep", "--data", str(text), "--sizes", *SIZES, *TINY, "--out", str(out), "--executor", "ray",
+              "--no-progress"])
+    finally:
+        ray.shutdown()
+    assert len(list((out / "runs").glob("*/final"))) == len(SIZES)
+    assert "L(C) = a·C^-b + c: a = " in capsys.readouterr().out
+
+
+def test_repeated_data_is_flagged(tmp_path, text, capsys):
+    small = tmp_path / "small.txt"
+    small.write_text(text.read_text()[:6000])
+    main(["scale", "sweep", "--data", str(small), "--sizes", *SIZES, "--tokens-per-param", "0.5",
+          "--seq-len", "16", "--batch-size", "4", "--eval-windows", "4", "--out", str(tmp_path / "sweep"), "--no-progress"])
+    captured = capsys.readouterr()
+    assert "repeats its data" in captured.err and "repeated their data" in captured.out
+    assert any(r["repeats_data"] for r in json.loads((tmp_path / "sweep" / "scaling.json").read_text())["runs"])
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--sizes", "7000", "20000", "50000"], "3 runs are too few to fit a scaling law"),
+    (["--sizes", "100", "20000", "50000", "90000"], "below the smallest shape (2 layers, d_model 16, 4 heads: 6,592)"),
+    (["--flops", "1e6", "1e9"], "budgets start at"),
+    (["--sizes", "7000", "20000", "50000", "90000", "--tokens-per-param", "0.001"], "less than one step of 4x16"),
+    (["--sizes", "7000", "20000", "50000", "90000", "--seq-len", "20000"], "fewer than one window of --seq-len 20000"),
+    (["--sizes", "7000", "20000", "50000", "90000", "--tokenizer", "bpe:100"], "vocab"),
+    (["--sizes", *SIZES, "--lr-scale", "1e9", "--tokens-per-param", "0.5"], "diverged: loss became"),
+])
+def test_bad_sweeps_are_one_line(tmp_path, text, capsys, extra, needle):
+    one_line_error(capsys, ["sweep", "--data", text, "--seq-len", 16, "--batch-size", 4, "--eval-windows", 4,
+                            "--no-progress", "--out", tmp_path / "sweep", *extra], needle)
+
+
+def test_predict_and_plan_need_a_finished_sweep(tmp_path, capsys):
+    one_line_error(capsys, ["predict", tmp_path, "--flops", "1e12"], "no scaling.json")
+    one_line_error(capsys, ["plan", tmp_path, "--flops", "1e12"], "no scaling.json")
+
+
+def test_a_sweep_directory_keeps_its_recipe(tmp_path, text, capsys):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    recipe = Recipe((str(text),), seq_len=16, batch_size=4)
+    (out / "sweep.json").write_text(json.dumps({"recipe": recipe.to_dict(), "data": {}, "runs": []}))
+    one_line_error(capsys, ["sweep", "--data", text, "--sizes", *SIZES, "--seq-len", 32, "--batch-size", 4, "--out", out],
+                   "holds a sweep with another recipe (seq_len 16 -> 32)")
+
+
+def test_smallest_shape_is_the_floor():
+    assert shape_for_params(SMALLEST.params) == SMALLEST
