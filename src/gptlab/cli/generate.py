@@ -68,8 +68,7 @@ def _beams(lm, prompts: list[str], params: SamplingParams, num_beams: int, lengt
             ids, params.new_tokens(len(ids), engine.n_ctx), num_beams=num_beams, length_penalty=length_penalty,
             stop=params.stop,
         )
-        text = tokenizer.decode([t for t in best.tokens if t != tokenizer.eot_id])
-        yield row, min((text.split(s)[0] for s in params.stop), key=len, default=text)
+        yield row, best.text
 
 
 def run(args: argparse.Namespace) -> None:

@@ -40,6 +40,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from gptlab.cli.train import resumably
     from gptlab.train import build_config, train
+    from gptlab.train.config import UNLIMITED_STEPS
 
     from gptlab.data.stdlib import stdlib_sources
 
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> None:
         "seed": args.seed, "eval_windows": 100, "sample_tokens": 120, "sample_prompt": "def ",
         "resume": args.resume,
     }
-    settings |= {"max_minutes": args.minutes, "warmup_steps": 50, "eval_every": 10**9, "save_every": 10**9}
+    # the budget alone paces the run: it evaluates and saves at each fifth of it, never by step count
+    settings |= {"max_minutes": args.minutes, "warmup_steps": 50, "eval_every": UNLIMITED_STEPS, "save_every": UNLIMITED_STEPS}
     print(
         f"[1/2] a {args.vocab_size}-token BPE fitted to {TOKENIZER_SAMPLE_MB:g} MB of the training files, then "
         f"{args.model} for {args.minutes:g} minutes (train/validation split by file)"

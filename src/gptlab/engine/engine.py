@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.generation.beam import Hypothesis, beam_search
+from gptlab.generation.beam import EarlyStopping, beam_search
 from gptlab.generation.params import SamplingParams
 from gptlab.generation.pieces import TextStream
 from gptlab.generation.sampling import apply_repetition_penalty, next_tokens
@@ -294,19 +294,30 @@ class Engine:
 
     def beam_search(
         self, prompt: list[int], max_new_tokens: int, *, num_beams: int = 4, length_penalty: float = 0.6,
-        stop: tuple[str, ...] = (),
-    ) -> Hypothesis:
+        stop: tuple[str, ...] = (), early_stopping: EarlyStopping = False,
+    ) -> Completion:
         """The best of `num_beams` beams (GPT-3 decoded with 4 and a length penalty of 0.6), ending at
-        `<|endoftext|>` or a stop string."""
+        `<|endoftext|>` or a stop string; its text is cut before the first stop string."""
         if stop and self.tokenizer is None:
             raise GptlabError("stop strings need a tokenizer to read the generated text")
         tokenizer = self.tokenizer
 
         def ends(tokens: list[int]) -> bool:
-            text = tokenizer.decode_bytes(tokens).decode("utf-8", errors="replace")
-            return any(s in text for s in stop)
+            return _stop_at(tokenizer.decode(tokens), stop) is not None
 
-        return beam_search(
+        best = beam_search(
             self.model, prompt, max_new_tokens, num_beams=num_beams, length_penalty=length_penalty,
-            eos_id=self.eot_id, ends=ends if stop else None, vocab_size=self.vocab_size,
+            eos_id=self.eot_id, ends=ends if stop else None, early_stopping=early_stopping, vocab_size=self.vocab_size,
         )
+        ended = best.tokens[-1] == self.eot_id
+        text = "" if tokenizer is None else tokenizer.decode(best.tokens[:-1] if ended else best.tokens)
+        cut = _stop_at(text, stop)
+        return Completion(
+            tokens=best.tokens, text=text if cut is None else text[:cut],
+            finish_reason="stop" if ended or cut is not None else "length",
+        )
+
+
+def _stop_at(text: str, stop: tuple[str, ...]) -> int | None:
+    """Where the first stop string in `text` begins, if any."""
+    return min((i for i in (text.find(s) for s in stop) if i >= 0), default=None)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from gptlab.errors import GptlabError
-from gptlab.generation.beam import EarlyStopping, beam_search
+from gptlab.engine import Engine
+from gptlab.generation.beam import EarlyStopping
 from gptlab.generation.params import SamplingParams
 from gptlab.generation.text import encode_prompt, stream_batch
 
@@ -140,22 +141,7 @@ def generate_until(
 
 def _beam(lm: LanguageModel, tokenizer: Tokenizer, context: str, settings: GenerationSettings) -> str:
     prompt = encode_prompt(tokenizer, context)[-(lm.model.config.n_ctx - settings.max_gen_toks) :]
-    until = settings.until
-
-    def ends(tokens: list[int]) -> bool:
-        return _stop_at(tokenizer.decode(tokens), until) is not None
-
-    best = beam_search(
-        lm.model, prompt, settings.max_gen_toks, num_beams=settings.num_beams, length_penalty=settings.length_penalty,
-        eos_id=tokenizer.eot_id, ends=ends if until else None, early_stopping=settings.early_stopping,
-        vocab_size=tokenizer.vocab_size,
-    )
-    tokens = best.tokens[:-1] if best.tokens[-1] == tokenizer.eot_id else best.tokens
-    text = tokenizer.decode(tokens)
-    stop = _stop_at(text, until)
-    return text if stop is None else text[:stop]
-
-
-def _stop_at(text: str, until: tuple[str, ...]) -> int | None:
-    """Where the first stop string in `text` begins, if any."""
-    return min((i for i in (text.find(s) for s in until) if i >= 0), default=None)
+    return Engine(lm.model, tokenizer, max_batch=1).beam_search(
+        prompt, settings.max_gen_toks, num_beams=settings.num_beams, length_penalty=settings.length_penalty,
+        stop=settings.until, early_stopping=settings.early_stopping,
+    ).text
