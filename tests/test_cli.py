@@ -143,6 +143,7 @@ def test_generate_bad_input(checkpoint, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert_one_line_error(gptlab_cli("generate", tmp_path / "missing", "--prompt", "x"), "no gptlab checkpoint at")
     assert_one_line_error(gptlab_cli("generate", checkpoint, "--prompt", "x", "--top-p", 2), "top_p")
+    assert_one_line_error(gptlab_cli("generate", checkpoint, "--prompt", "x", "--num-beams", 0), "--num-beams must be at least 1")
     bad = tmp_path / "prompt.txt"
     bad.write_bytes(b"\xff\xfe")
     assert_one_line_error(gptlab_cli("generate", checkpoint, "--prompt-file", bad), "not valid UTF-8")

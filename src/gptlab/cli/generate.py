@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> None:
         prompts = [""]  # unconditional sample, started from <|endoftext|>
     if args.num_samples < 1:
         raise GptlabError(f"--num-samples must be at least 1, got {args.num_samples}")
+    if args.num_beams < 1:
+        raise GptlabError(f"--num-beams must be at least 1, got {args.num_beams}")
     params = SamplingParams(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         repetition_penalty=args.repetition_penalty, seed=args.seed, stop=tuple(args.stop), truncate=args.truncate,
