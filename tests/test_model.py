@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from gptlab.errors import GptlabError
 from gptlab.model import GPT, PRESETS, band_mask, local_attention, preset
 from gptlab.model.local_attention import block_size
+from gptlab.model.gpt import SHORT_CONTEXT, short_causal_attention
 
 
 def meta_params(name: str) -> int:
@@ -188,12 +189,13 @@ def test_training_step_reduces_loss_for_every_variant():
         assert losses[-1] < losses[0] - 0.5, overrides
 
 
-@pytest.mark.parametrize("attention", [("global",), ("global", "local")])
-def test_bf16_autocast_training_matches_fp32(attention):
-    """On CPU, bf16 autocast computes attention in fp32 (speed); loss and gradients stay the fp32 ones."""
+@pytest.mark.parametrize("attention,n_ctx", [(("global",), 32), (("global",), 160), (("global", "local"), 32)])
+def test_bf16_autocast_training_matches_fp32(attention, n_ctx):
+    """On CPU, bf16 autocast attends in bf16 matmuls over short contexts and in fp32 otherwise (speed); either
+    way loss and gradients stay the fp32 ones."""
     torch.manual_seed(0)
-    model = GPT(preset("tiny", vocab_size=64, n_ctx=32, attention=attention, window_size=8))
-    idx = torch.randint(0, 64, (4, 33))
+    model = GPT(preset("tiny", vocab_size=64, n_ctx=n_ctx, attention=attention, window_size=8))
+    idx = torch.randint(0, 64, (4, n_ctx + 1))
 
     def loss_and_grad(bf16: bool) -> tuple[float, torch.Tensor]:
         model.zero_grad()
@@ -206,6 +208,24 @@ def test_bf16_autocast_training_matches_fp32(attention):
     loss16, grad16 = loss_and_grad(True)
     assert abs(loss16 - loss32) < 0.01
     assert F.cosine_similarity(grad16, grad32, dim=0) > 0.99
+
+
+def test_short_causal_attention_matches_pytorch_attention():
+    """The bf16 attention of short training contexts against PyTorch's fp32 kernel: outputs and gradients."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, SHORT_CONTEXT, 16, requires_grad=True) for _ in range(3))
+    grad_out = torch.randn(3, 2, SHORT_CONTEXT, 16)
+    expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    expected_grads = torch.autograd.grad(expected, (q, k, v), grad_out)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = short_causal_attention(*(t.bfloat16() for t in (q, k, v)), dropout_p=0.0)
+    got_grads = torch.autograd.grad(got, (q, k, v), grad_out.bfloat16())
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected, atol=0.03, rtol=0.03)
+    for mine, reference in zip(got_grads, expected_grads):
+        assert F.cosine_similarity(mine.flatten(), reference.flatten(), dim=0) > 0.999
+    # the first query sees only the first key: its output is that value, whatever follows
+    torch.testing.assert_close(got[:, :, 0].float(), v[:, :, 0].bfloat16().float())
 
 
 def test_bf16_weights_train_on_cpu():

@@ -321,6 +321,42 @@ def test_bad_training_input_is_one_line(tmp_path, corpus, args, message):
     assert len(lines) == 1 and lines[0].startswith("gptlab: error:") and message in lines[0], result.stderr
 
 
+def test_precision_auto_probes_the_cpu_once_and_remembers(tmp_path, monkeypatch):
+    """bf16 only on a CPU with bf16 instructions whose timed matmul beats fp32; the answer is cached on disk."""
+    from gptlab import device
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    probes = []
+    monkeypatch.setattr(device, "_bf16_matmul_speedup", lambda: probes.append(1) or 2.0)
+    cpu = torch.device("cpu")
+
+    def fresh_answer(flags: set[str]) -> bool:
+        device._cpu_bf16_is_fast.cache_clear()
+        monkeypatch.setattr(device, "_cpu_flags", lambda: (flags, "Some CPU"))
+        return device.bf16_is_fast(cpu)
+
+    assert fresh_answer({"avx2", "fma"}) is False and probes == []  # no bf16 instructions: emulated, never probed
+    assert fresh_answer({"avx512f", "avx512_bf16"}) is True and len(probes) == 1
+    assert json.loads((tmp_path / "gptlab" / "cpu_bf16.json").read_text()) == {f"Some CPU | torch {torch.__version__}": True}
+    assert fresh_answer({"avx512f", "avx512_bf16"}) is True and len(probes) == 1  # remembered: no second probe
+    monkeypatch.setattr(device, "_bf16_matmul_speedup", lambda: 1.0)
+    (tmp_path / "gptlab" / "cpu_bf16.json").unlink()
+    assert fresh_answer({"amx_bf16"}) is False  # the instructions are there but not faster: fp32
+    device._cpu_bf16_is_fast.cache_clear()
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_precision_auto_is_the_default_and_says_what_it_chose(tmp_path, corpus, precision):
+    from gptlab.device import bf16_is_fast
+
+    args = [] if precision == "auto" else ["--precision", precision]
+    shown = [arg for arg in TINY if arg != "--no-progress"]  # the run's first line names its precision
+    result = train_cli("--data", corpus, "--tokenizer", "byte", "--out", tmp_path / "run", "--max-steps", 2, *shown, *args)
+    assert result.returncode == 0, result.stderr
+    chose = "bf16 autocast" if precision == "auto" and bf16_is_fast(torch.device("cpu")) else "fp32"
+    assert f"on cpu, {chose}" in result.stdout + result.stderr
+
+
 def test_activation_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
     model = GPT(preset("tiny", vocab_size=50, n_ctx=16))

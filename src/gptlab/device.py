@@ -1,9 +1,19 @@
-"""The torch device a command runs on, from its --device flag: one place, so every verb says the same."""
+"""The torch device a command runs on, from its --device flag, and whether bf16 pays on it: one place, so every
+verb says the same."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
 import torch
 
+from gptlab import atomic
 from gptlab.errors import GptlabError
 
 
@@ -23,3 +33,73 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
         reason = str(e).strip().split(". ")[0].splitlines()[0] if str(e).strip() else type(e).__name__
         raise GptlabError(f"device {str(device)!r} is not available ({reason})") from None
     return device
+
+
+BF16_PROBE_SPEEDUP = 1.3
+"""bf16 autocast pays on a CPU whose bf16 matmul is at least this much faster than its fp32 one."""
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether `--precision auto` trains in bf16 autocast on `device`.
+
+    On CUDA, wherever bf16 is supported. On a CPU, only where it has bf16 instructions (AVX-512 BF16 or
+    AMX; elsewhere bf16 is emulated and slower) and a timed matmul confirms they beat fp32: probed once
+    per CPU model and PyTorch version, the answer cached in ~/.cache/gptlab.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    return _cpu_bf16_is_fast()
+
+
+@functools.cache
+def _cpu_bf16_is_fast() -> bool:
+    flags, model = _cpu_flags()
+    if flags is not None and not flags & {"avx512_bf16", "amx_bf16"}:
+        return False
+    cache = _cache_dir() / "cpu_bf16.json"
+    key = f"{model} | torch {torch.__version__}"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(known.get(key), bool):
+        return known[key]
+    fast = _bf16_matmul_speedup() >= BF16_PROBE_SPEEDUP
+    with contextlib.suppress(OSError):  # a read-only home only costs the probe again next time
+        atomic.write_text(cache, json.dumps({**(known if isinstance(known, dict) else {}), key: fast}, indent=1) + "\n")
+    return fast
+
+
+def _cpu_flags() -> tuple[set[str] | None, str]:
+    """The CPU's feature flags and model name from /proc/cpuinfo; flags None where it cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None, platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in text.splitlines()[:40] if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    return set(fields.get("flags", fields.get("Features", "")).split()), fields.get("model name", platform.machine())
+
+
+def _bf16_matmul_speedup() -> float:
+    """fp32 time over bf16 time of a 512-cube matmul, best of five each (~50 ms)."""
+    a = torch.randn(512, 512)
+    b = torch.randn(512, 512)
+
+    def best(x: torch.Tensor, y: torch.Tensor) -> float:
+        torch.mm(x, y)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            torch.mm(x, y)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(a, b) / best(a.bfloat16(), b.bfloat16())
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gptlab"
+

@@ -6,6 +6,7 @@ mlp.c_fc, mlp.c_proj, ln_f) so checkpoints map one-to-one onto the published one
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -28,6 +29,27 @@ class AttentionMasks:
     local: torch.Tensor | None
 
 
+SHORT_CONTEXT = 128
+"""Up to this many positions, bf16 training on a CPU attends with plain matmuls (short_causal_attention)."""
+
+
+def short_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
+    """Causal attention written out in bf16: one scaled, masked score matmul, a softmax (accumulating in fp32
+    inside the kernel), one matmul. For short contexts on a CPU it trains ~1.4x faster than PyTorch's fused
+    kernel, which runs bf16 backward in fp32; its [T, T] scores are small there."""
+    B, H, T, D = q.shape
+    queries, keys, values = (t.reshape(B * H, T, D) for t in (q, k, v))
+    scores = torch.baddbmm(_causal_bias(T, q.dtype, q.device), queries, keys.transpose(1, 2), alpha=1.0 / math.sqrt(D))
+    weights = F.dropout(scores.softmax(-1), dropout_p)
+    return (weights @ values).view(B, H, T, D)
+
+
+@functools.lru_cache(maxsize=8)
+def _causal_bias(T: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """[T, T] added to the scores: 0 where the key may be seen, -inf where it comes after the query."""
+    return torch.full((T, T), float("-inf"), device=device).triu(1).to(dtype)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
@@ -46,9 +68,11 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.update(self.layer, k, v)
         dropout_p = self.attn_pdrop if self.training else 0.0
         if q.dtype == torch.bfloat16 and q.device.type == "cpu" and torch.is_grad_enabled():
-            # PyTorch's bf16 attention backward on CPU is ~4x slower than its fp32 one
-            with torch.autocast("cpu", enabled=False):
-                y = self._attend(q.float(), k.float(), v.float(), masks, dropout_p).to(q.dtype)
+            if masks is None and self.window is None and T <= SHORT_CONTEXT:
+                y = short_causal_attention(q, k, v, dropout_p)
+            else:  # PyTorch's bf16 attention backward on CPU is ~4x slower than its fp32 one
+                with torch.autocast("cpu", enabled=False):
+                    y = self._attend(q.float(), k.float(), v.float(), masks, dropout_p).to(q.dtype)
         else:
             y = self._attend(q, k, v, masks, dropout_p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)

@@ -65,7 +65,7 @@ class TrainConfig:
     """Grow the batch linearly from batch_ramp_start to batch_size over this many steps (GPT-3)."""
     batch_ramp_start: int | None = None
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """bf16 autocast; `auto` uses it on GPUs that support it and fp32 on CPU."""
+    """bf16 autocast; `auto` uses it on GPUs that support it and on CPUs with native bf16 (AVX-512 BF16, AMX), fp32 elsewhere."""
     compile: bool = False
     activation_checkpointing: bool = False
     val_fraction: float = 0.1

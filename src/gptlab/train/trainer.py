@@ -29,6 +29,7 @@ from gptlab.checkpoint.io import check_vocab
 from gptlab.checkpoint.sharded import SHARDS_DIR, read_weights
 from gptlab.data import Document, Split, build_corpus, iter_documents, split_documents
 from gptlab.data.shards import is_shards_dir, tokenizer_dir
+from gptlab.device import bf16_is_fast
 from gptlab.errors import GptlabError, Interrupted
 from gptlab.generation import generate
 from gptlab.model import GPT, PRESETS, GPTConfig, preset
@@ -167,9 +168,8 @@ def with_paper_defaults(config: TrainConfig, seq_len: int) -> TrainConfig:
 
 
 def _autocast(config: TrainConfig, device: torch.device):
-    if config.precision == "bf16" or (
-        config.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    ):
+    """bf16 autocast when asked for, or under `auto` where the device runs it natively faster; else fp32."""
+    if config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device)):
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
 
@@ -340,7 +340,8 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
     if runtime.is_main:
         atomic.write_text(out / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
         if show:
-            tqdm.write(f"{setup.summary}; {runtime.world_size} process(es) on {device}")
+            bf16 = autocast is not contextlib.nullcontext
+            tqdm.write(f"{setup.summary}; {runtime.world_size} process(es) on {device}, {'bf16 autocast' if bf16 else 'fp32'}")
 
     budget = config.max_minutes * 60 if config.max_minutes is not None else None
     spent = resumed.state.get("elapsed", 0.0) if resumed else 0.0
