@@ -12,7 +12,11 @@ import shlex
 from pathlib import Path
 
 
-TOKENIZER_SAMPLE_MB = 8.0  # enough text for a 4k BPE, trained in seconds
+TOKENIZER_SAMPLE_MB = 8.0  # enough text for a small BPE, trained in seconds
+# The recipe, tuned for the best validation bits per byte in 5 minutes on 2 CPU cores (README: the main job).
+# The run is compute-bound, so what counts is text learned per FLOP: a 1k vocabulary keeps the output layer
+# cheap (4k: 0.15 bits/byte worse at equal time; 512: too few bytes per token), and 128-token windows take bf16's fast attention path.
+VOCAB_SIZE, SEQ_LEN, BATCH_SIZE, LR = 1024, 128, 32, 5e-3
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -28,10 +32,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--minutes", type=float, default=5.0, help="training time budget (default 5)")
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run directory (default runs/quickstart)")
     parser.add_argument("--model", default="mini", help="model preset (default mini)")
-    parser.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary (default 4096)")
-    parser.add_argument("--seq-len", type=int, default=256, help="training window in tokens (default 256)")
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences per step (default 16)")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    parser.add_argument("--vocab-size", type=int, default=VOCAB_SIZE, help=f"BPE vocabulary (default {VOCAB_SIZE})")
+    parser.add_argument("--seq-len", type=int, default=SEQ_LEN, help=f"training window in tokens (default {SEQ_LEN})")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"sequences per step (default {BATCH_SIZE})")
+    parser.add_argument("--lr", type=float, default=LR, help=f"peak learning rate (default {LR:g})")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted quickstart in --out")
     parser.set_defaults(run=run)
