@@ -64,12 +64,14 @@ def _cpu_bf16_is_fast() -> bool:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
         known = {}
-    if isinstance(known, dict) and isinstance(known.get(key), bool):
+    if not isinstance(known, dict):  # a damaged cache is probed afresh and rewritten
+        known = {}
+    if isinstance(known.get(key), bool):
         return known[key]
-    fast = _bf16_matmul_speedup() >= BF16_PROBE_SPEEDUP
+    known[key] = _bf16_matmul_speedup() >= BF16_PROBE_SPEEDUP
     with contextlib.suppress(OSError):  # a read-only home only costs the probe again next time
-        atomic.write_text(cache, json.dumps({**(known if isinstance(known, dict) else {}), key: fast}, indent=1) + "\n")
-    return fast
+        atomic.write_text(cache, json.dumps(known, indent=1) + "\n")
+    return known[key]
 
 
 def _cpu_flags() -> tuple[set[str] | None, str]:
@@ -102,4 +104,3 @@ def _bf16_matmul_speedup() -> float:
 
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gptlab"
-

@@ -15,7 +15,8 @@ from pathlib import Path
 TOKENIZER_SAMPLE_MB = 8.0  # enough text for a small BPE, trained in seconds
 # The recipe, tuned for the best validation bits per byte in 5 minutes on 2 CPU cores (README: the main job).
 # The run is compute-bound, so what counts is text learned per FLOP: a 1k vocabulary keeps the output layer
-# cheap (4k: 0.15 bits/byte worse at equal time; 512: too few bytes per token), and 128-token windows take bf16's fast attention path.
+# cheap (4k: 0.15 bits/byte worse at equal time; 512: too few bytes per token), and 128-token windows take
+# bf16's fast attention path.
 VOCAB_SIZE, SEQ_LEN, BATCH_SIZE, LR = 1024, 128, 32, 5e-3
 
 

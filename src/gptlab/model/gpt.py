@@ -35,8 +35,8 @@ SHORT_CONTEXT = 128
 
 def short_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
     """Causal attention written out in bf16: one scaled, masked score matmul, a softmax (accumulating in fp32
-    inside the kernel), one matmul. For short contexts on a CPU it trains ~1.4x faster than PyTorch's fused
-    kernel, which runs bf16 backward in fp32; its [T, T] scores are small there."""
+    inside the kernel), one matmul. For contexts of 64-128 tokens on a CPU its forward and backward take
+    0.55-0.6 of the time of PyTorch's fused kernel, which runs bf16 backward in fp32; [T, T] scores are small there."""
     B, H, T, D = q.shape
     queries, keys, values = (t.reshape(B * H, T, D) for t in (q, k, v))
     scores = torch.baddbmm(_causal_bias(T, q.dtype, q.device), queries, keys.transpose(1, 2), alpha=1.0 / math.sqrt(D))

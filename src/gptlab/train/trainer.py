@@ -167,11 +167,12 @@ def with_paper_defaults(config: TrainConfig, seq_len: int) -> TrainConfig:
     return dataclasses.replace(config, lr=config.lr or paper.lr or 1e-3, batch_size=batch)
 
 
-def _autocast(config: TrainConfig, device: torch.device):
-    """bf16 autocast when asked for, or under `auto` where the device runs it natively faster; else fp32."""
-    if config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device)):
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
+def _trains_in_bf16(config: TrainConfig, runtime: distributed.Runtime) -> bool:
+    """bf16 autocast when asked for, or under `auto` where the device runs it natively faster. Every process
+    takes the same answer: under `auto` each probes its own CPU, and a timing could differ between them."""
+    if config.precision != "auto":
+        return config.precision == "bf16"
+    return runtime.any(bf16_is_fast(runtime.device))
 
 
 @dataclass
@@ -335,12 +336,12 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
         step, best = state["step"], state.get("best")
         runtime.restore_rng(state["rng"])
     forward = _one_line_compile_errors(torch.compile(wrapped) if config.compile else wrapped)
-    autocast = _autocast(config, device)
+    bf16 = _trains_in_bf16(config, runtime)
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     metrics = MetricsLog(out / "metrics.jsonl", step, out / "tensorboard" if config.tensorboard else None) if runtime.is_main else None
     if runtime.is_main:
         atomic.write_text(out / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
         if show:
-            bf16 = autocast is not contextlib.nullcontext
             tqdm.write(f"{setup.summary}; {runtime.world_size} process(es) on {device}, {'bf16 autocast' if bf16 else 'fp32'}")
 
     budget = config.max_minutes * 60 if config.max_minutes is not None else None
