@@ -105,6 +105,7 @@ def main() -> None:
             },
             "predicted_val_loss": round(predicted.loss, 4),
             "interval_95": None if predicted.low is None else [round(predicted.low, 4), round(predicted.high, 4)],
+            "caveat": planned.estimate.caveat,
             "measured_val_loss": round(measured["val_loss"], 4),
             "predicted_val_bpb": planned.estimate.bits_per_byte and round(planned.estimate.bits_per_byte.loss, 4),
             "measured_val_bpb": round(measured["val_bpb"], 4),

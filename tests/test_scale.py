@@ -64,6 +64,18 @@ def test_compute_law_recovers_known_parameters_and_covers_a_prediction():
     assert again.predict(1e14) == prediction
 
 
+def test_a_fit_whose_floor_sits_at_zero_says_so_and_keeps_its_interval_above_zero():
+    flops = np.logspace(11, 12.3, 4)
+    steepening = 40 * flops**-0.1 * (1 - 0.02 * np.arange(4))  # the shape of runs still in their steepest fall
+    law = fit.fit_compute_law(flops, steepening, [f"r{i}" for i in range(4)])
+    assert law.params["c"] < fit.FLOOR_AT_ZERO
+    assert "the fitted floor c is 0" in law.caveat()
+    far = law.predict(1e16)
+    assert far.low is not None and far.low >= 0.0 and far.high > far.loss
+    flattening = 2.0e3 * flops**-0.3 + 1.2
+    assert fit.fit_compute_law(flops, flattening, [f"r{i}" for i in range(4)]).caveat() is None
+
+
 def test_data_law_recovers_known_parameters():
     rng = np.random.default_rng(1)
     params = np.repeat(np.logspace(4, 6, 4), 3)

@@ -115,15 +115,15 @@ def run_predict(args: argparse.Namespace) -> None:
         raise GptlabError("give --flops C, or --params N with --tokens D")
     estimate = predict(report.read(args.dir), args.flops, args.params, args.tokens)
     what = f"{args.flops:.3g} FLOPs" if args.flops is not None else f"{args.params:,.0f} parameters on {args.tokens:,.0f} tokens"
-    print(f"{what}: {_loss(estimate)}")
+    _print_estimate(estimate, f"{what}: ")
 
 
 def _loss(estimate) -> str:
-    """`1.2340 ± 0.0350 (95%) nats/token, 1.7800 ± ... bits/byte` and how far it extrapolates."""
+    """`1.2340 nats/token (95%: 1.1990 to 1.2690), 1.7800 bits/byte (...)` and how far it extrapolates."""
 
     def interval(p, unit: str) -> str:
-        span = "" if p.low is None else f" ± {(p.high - p.low) / 2:.4f} (95%)"
-        return f"{p.loss:.4f}{span} {unit}"
+        span = "" if p.low is None else f" (95%: {p.low:.4f} to {p.high:.4f})"
+        return f"{p.loss:.4f} {unit}{span}"
 
     text = f"predicted validation loss {interval(estimate.prediction, 'nats/token')}"
     if estimate.bits_per_byte is not None:
@@ -131,6 +131,12 @@ def _loss(estimate) -> str:
     text += f"; by {estimate.law}, "
     beyond = estimate.beyond
     return text + (f"{beyond:.3g}x the compute of the largest run" if beyond > 1 else "within the sweep")
+
+
+def _print_estimate(estimate, prefix: str = "") -> None:
+    print(prefix + _loss(estimate))
+    if estimate.caveat:
+        print(f"warning: {estimate.caveat}", file=sys.stderr)
 
 
 def run_plan(args: argparse.Namespace) -> None:
@@ -142,7 +148,7 @@ def run_plan(args: argparse.Namespace) -> None:
     print(f"for {args.flops:.3g} FLOPs: {spec.shape.params:,} non-embedding parameters ({spec.shape}) on {result.tokens:,} "
           f"tokens ({result.tokens / spec.shape.params:.1f} per parameter), {spec.steps:,} steps of {spec.batch_size}, "
           f"spending {result.flops:.3g} FLOPs")
-    print(_loss(result.estimate))
+    _print_estimate(result.estimate)
     if result.epochs > 1:
         print(f"warning: that is {result.epochs:.2f} epochs of the training data; the law assumes unrepeated data",
               file=sys.stderr)

@@ -26,6 +26,8 @@ from gptlab.errors import GptlabError
 COMPUTE_LAW = "L(C) = a·C^-b + c"
 DATA_LAW = "L(N, D) = E + A/N^alpha + B/D^beta"
 CONFIDENCE = 0.95
+FLOOR_AT_ZERO = 1e-6
+"""A fitted floor (c, E) below this sits at its bound: the runs gave the fit no flattening to estimate it from."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,16 @@ class Law:
         from scipy.stats import t
 
         half = float(t.ppf(0.5 + CONFIDENCE / 2, self.dof)) * math.sqrt(max(var, 0.0))
-        return Prediction(loss, loss - half, loss + half)
+        return Prediction(loss, max(0.0, loss - half), loss + half)  # a cross-entropy is never negative
+
+    def caveat(self) -> str | None:
+        """A warning when the fitted floor sits at its bound of 0: the runs still fall as steeply as ever (or more), so
+        the law extrapolates as a bare power law, which these runs cannot vouch for."""
+        name = "c" if "c" in self.params else "E"
+        if self.params[name] >= FLOOR_AT_ZERO:
+            return None
+        return (f"the fitted floor {name} is 0: the runs' losses do not flatten yet, so {self.name} extrapolates as a bare "
+                "power law and may be far off; add larger runs, past the steepest part of the fall")
 
     def to_dict(self) -> dict:
         return {"law": self.name, "params": self.params, "stderr": self.stderr, "runs": self.runs,

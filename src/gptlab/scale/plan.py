@@ -33,6 +33,8 @@ class Estimate:
     beyond: float
     """How far past the largest run this lies, in compute (taken as 6·N·D for a --params/--tokens prediction)."""
     law: str
+    caveat: str | None
+    """Why the law may not extrapolate well, when the fit shows it (see Law.caveat)."""
 
 
 def predict(summary: dict[str, Any], flops: float | None = None, params: float | None = None,
@@ -52,7 +54,7 @@ def predict(summary: dict[str, Any], flops: float | None = None, params: float |
         if law is None:
             raise GptlabError(f"this sweep has no L(N, D) ({summary['loss_vs_params_and_tokens']['why']}); predict with --flops")
         prediction, at = law.predict(params, tokens), 6 * params * tokens
-    return Estimate(prediction, _in_bits(summary, prediction), at / largest, law.name)
+    return Estimate(prediction, _in_bits(summary, prediction), at / largest, law.name, law.caveat())
 
 
 def _in_bits(summary: dict[str, Any], prediction: Prediction) -> Prediction | None:
