@@ -69,10 +69,10 @@ def table(summary: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    laws = [compute_law(summary), data_law(summary)]
-    lines.append(describe(laws[0]))
-    lines.append(describe(laws[1]) if laws[1] else f"L(N, D) not fitted: {summary['loss_vs_params_and_tokens']['why']}")
-    lines += [f"! {law.caveat()}" for law in laws if law and law.caveat()]
+    compute, data = compute_law(summary), data_law(summary)
+    lines.append(describe(compute))
+    lines.append(describe(data) if data else f"L(N, D) not fitted: {summary['loss_vs_params_and_tokens']['why']}")
+    lines += [f"! {caveat}" for caveat in (compute.caveat(), data and data.caveat()) if caveat]
     repeated = [r["name"] for r in summary["runs"] if r["repeats_data"]]
     if repeated:
         lines.append(f"! {', '.join(repeated)} repeated their data (more than one epoch); the laws assume unrepeated data")
