@@ -28,7 +28,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
             "Train models of increasing size on the same data with the same recipe, each an ordinary gptlab training "
             "run in OUT/runs/, then fit L(C) = a·C^-b + c (and L(N, D) = E + A/N^alpha + B/D^beta when there are "
             "several token budgets per size) and write OUT/scaling.json and OUT/scaling.png. Shapes: d_model about "
-            "32·n_layer in steps of 8, 4 heads, 2 layers at least. Sizes are non-embedding parameters N; compute is "
+            "64·n_layer in steps of 8, 4 heads, 2 layers at least. Sizes are non-embedding parameters N; compute is "
             "C = (6·N + 6·n_layer·seq_len·d_model)·D for D tokens (Kaplan et al.); peak lr 0.5·0.3118·C^-0.125 and "
             "batch 0.2920·C^0.3271 tokens (after DeepSeek LLM). Rerun the command to "
             "continue: finished runs are skipped, an interrupted one resumes."
