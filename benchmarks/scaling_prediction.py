@@ -9,11 +9,12 @@ against measured as JSON (and draws OUT/scaling.png with both). Goal: |error| <=
 loss, sweep plus target under 20 minutes on 2 CPU cores. The corpus is cut to a spread subset of files
 just large enough that no run repeats data, so a small --target-flops also tokenizes little.
 
-The default target, 6e13 FLOPs, is one whose four sweep runs all lie past the steep fall of these
-byte-level models (here: runs of at least ~1.4e12 FLOPs, 2M tokens): the sweep (2x64 to 2x88, 1.4e12-4.8e12)
-follows one smooth curve and the target (2x168, the same depth) lands 1.6% from its prediction, in about 10
-minutes; a 7.2e13 target (sweep 2x72 to 2x96, target 2x176) lands 1.8% from it, in 12. One run below that edge is enough to bend the fit: a 4.5e13 target sweeps 2x56 (8.4e11) to 2x80
-and is predicted 8.5% too high, and a 3e13 target (2x48 to 2x72) 2.5-4% too low.
+The default target, 6e13 FLOPs, is one whose four sweep runs all lie past the steep fall of these byte-level
+models (here: runs of at least ~1.4e12 FLOPs, 2M tokens): the sweep (2x64 to 2x88, 1.4e12-4.8e12) follows
+one smooth curve and the target (2x168, the same depth) lands 1.6% from its prediction, in about 10 minutes;
+a 7.2e13 target (sweep 2x72 to 2x96, target 2x176) lands 1.8% from it, in 12. One run below that edge is
+enough to bend the fit: a 4.5e13 target sweeps 2x56 (8.4e11) to 2x80 and is predicted 8.5% too high, and a
+3e13 target (2x48 to 2x72) 2.5-4% too low.
 
     python benchmarks/scaling_prediction.py [--target-flops 6e13] [--points 4] [--out DIR]   # ~10 minutes
     python benchmarks/scaling_prediction.py --target-flops 5e12 --points 4     # a quick run, a few minutes
