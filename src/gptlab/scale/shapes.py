@@ -1,16 +1,16 @@
 """The sweep's model family: the shape of a model of a given size, its FLOPs, and its hyperparameters.
 
 Shape rule: d_model about 64·n_layer (GPT-3 Small's 768/12 and XL's 1536/24) in multiples of 8, 4 heads
-(the `mini` preset's), 2 layers at least. For a size N, n_layer = round(cbrt(N / (12·64²))) (at least 2),
-then the d_model that brings the exact non-embedding count closest to N. Kaplan et al. (2020, Fig. 5)
-find the loss at a fixed N within a few percent over aspect ratios of 20 to 200, but a change of depth
-between a sweep and the run it predicts still moves that run off the sweep's curve: at 2.6e13 FLOPs on
-the standard library, 2×136 reaches 1.39 nats where 3×112 (the rule's shape at d_model ≈ 32·n_layer)
-reaches 1.42, and the prediction from 2-layer runs missed by 4.8% instead of 2.5%. At 64 per layer,
-depth stays at 2 up to 750k parameters, 3 up to 2.1M. One-layer models are left out: they cannot form
-induction heads (Olsson et al. 2022), so they never learn to copy from their context and their loss
-stalls off the curve the others follow. Widths in steps of 8 (not of a head size) make neighbouring
-shapes 1.2-1.4x apart in N, so that a tenfold range of compute holds four or five of them.
+(the `mini` preset's), 2 layers at least. For a size N, n_layer = round(cbrt(N / (12·64²))) (at least
+2), then the d_model that brings the exact non-embedding count closest to N. Kaplan et al. (2020, Fig.
+5) find the loss at a fixed N within a few percent over aspect ratios of 20 to 200, but a change of
+depth between a sweep and the run it predicts still moves that run off the sweep's curve: at 2.6e13
+FLOPs on the standard library, 2×136 reaches 1.392 nats where 3×112 (the rule's shape at d_model ≈
+32·n_layer) reaches 1.417, 1.8% worse, which is most of a 2% error budget. At 64 per layer, depth stays
+at 2 up to 750k parameters, 3 up to 2.1M. One-layer models are left out: they cannot form induction
+heads (Olsson et al. 2022), so they never learn to copy from their context and their loss stalls off the
+curve the others follow. Widths in steps of 8 (not of a head size) make neighbouring shapes 1.2-1.4x
+apart in N, so that a tenfold range of compute holds four or five of them.
 
 Sizes are non-embedding parameters (Kaplan et al. 2020): everything but the token and position
 embeddings, so N = n_layer·(12·d² + 13·d) + 2·d for these pre-LN models (the final LayerNorm counts).
