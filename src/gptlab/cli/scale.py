@@ -18,6 +18,8 @@ def _number(text: str) -> float:
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
+    from gptlab.scale import shapes  # its rules word the help; light (no torch)
+
     parser = verbs.add_parser("scale", help="sweep model sizes, fit the scaling law, predict and plan a bigger run")
     sub = parser.add_subparsers(metavar="ACTION", required=True)
 
@@ -27,11 +29,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
         description=(
             "Train models of increasing size on the same data with the same recipe, each an ordinary gptlab training "
             "run in OUT/runs/, then fit L(C) = a·C^-b + c (and L(N, D) = E + A/N^alpha + B/D^beta when there are "
-            "several token budgets per size) and write OUT/scaling.json and OUT/scaling.png. Shapes: d_model about "
-            "64·n_layer in steps of 8, 4 heads, 2 layers at least. Sizes are non-embedding parameters N; compute is "
-            "C = (6·N + 6·n_layer·seq_len·d_model)·D for D tokens (Kaplan et al.); peak lr 0.5·0.3118·C^-0.125 and "
-            "batch 0.2920·C^0.3271 tokens (after DeepSeek LLM). Rerun the command to "
-            "continue: finished runs are skipped, an interrupted one resumes."
+            "several token budgets per size) and write OUT/scaling.json and OUT/scaling.png. Shapes: "
+            f"{shapes.SHAPE_RULE}. Sizes are non-embedding parameters N; compute: {shapes.FLOPS_RULE}; "
+            f"{shapes.HYPERPARAMETER_RULE}. Rerun the command to continue: finished runs are skipped, an interrupted "
+            "one resumes."
         ),
     )
     sweep.add_argument("--data", nargs="+", action="extend", required=True, metavar="PATH",
