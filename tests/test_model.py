@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from gptlab.errors import GptlabError
 from gptlab.model import GPT, PRESETS, band_mask, local_attention, preset
 from gptlab.model.local_attention import block_size
-from gptlab.model.gpt import SHORT_CONTEXT, short_causal_attention
+from gptlab.model.gpt import SHORT_CONTEXT, ShortCausalAttention
 
 
 def meta_params(name: str) -> int:
@@ -210,22 +210,48 @@ def test_bf16_autocast_training_matches_fp32(attention, n_ctx):
     assert F.cosine_similarity(grad16, grad32, dim=0) > 0.99
 
 
+def _fused_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """[B, H, T, D] heads as the [B, T, 3C] projection that c_attn outputs."""
+    return torch.cat([t.transpose(1, 2).flatten(2) for t in (q, k, v)], dim=-1)
+
+
 def test_short_causal_attention_matches_pytorch_attention():
     """The bf16 attention of short training contexts against PyTorch's fp32 kernel: outputs and gradients."""
     torch.manual_seed(0)
-    q, k, v = (torch.randn(3, 2, SHORT_CONTEXT, 16, requires_grad=True) for _ in range(3))
-    grad_out = torch.randn(3, 2, SHORT_CONTEXT, 16)
+    B, H, T, D = 3, 2, SHORT_CONTEXT, 16
+    q, k, v = (torch.randn(B, H, T, D, requires_grad=True) for _ in range(3))
+    grad_out = torch.randn(B, H, T, D)
     expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     expected_grads = torch.autograd.grad(expected, (q, k, v), grad_out)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = short_causal_attention(*(t.bfloat16() for t in (q, k, v)), dropout_p=0.0)
-    got_grads = torch.autograd.grad(got, (q, k, v), grad_out.bfloat16())
-    assert got.dtype == torch.bfloat16
+        got = ShortCausalAttention.apply(_fused_qkv(q, k, v).bfloat16(), H, 0.0)
+    got_grads = torch.autograd.grad(got, (q, k, v), grad_out.transpose(1, 2).flatten(2).bfloat16())
+    assert got.dtype == torch.bfloat16 and got.shape == (B, T, H * D)
+    got = got.view(B, T, H, D).transpose(1, 2)
     torch.testing.assert_close(got.float(), expected, atol=0.03, rtol=0.03)
     for mine, reference in zip(got_grads, expected_grads):
         assert F.cosine_similarity(mine.flatten(), reference.flatten(), dim=0) > 0.999
     # the first query sees only the first key: its output is that value, whatever follows
     torch.testing.assert_close(got[:, :, 0].float(), v[:, :, 0].bfloat16().float())
+
+
+def test_short_causal_attention_drops_the_weights_autograd_would():
+    """With dropout, the hand-written backward against autograd over the same ops and the same random mask."""
+    B, H, T, D = 2, 3, 16, 8
+    q, k, v = (torch.randn(B, H, T, D, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    grad_out = torch.randn(B, T, H * D, dtype=torch.float64)
+    torch.manual_seed(1)
+    mask = torch.ones(T, T, dtype=torch.bool).tril()
+    weights = F.dropout((q @ k.transpose(-1, -2) / D**0.5).masked_fill(~mask, float("-inf")).softmax(-1), 0.3)
+    expected = (weights @ v).transpose(1, 2).flatten(2)
+    expected_grads = torch.autograd.grad(expected, (q, k, v), grad_out)
+    torch.manual_seed(1)
+    got = ShortCausalAttention.apply(_fused_qkv(q, k, v), H, 0.3)
+    got_grads = torch.autograd.grad(got, (q, k, v), grad_out)
+    torch.testing.assert_close(got, expected)
+    for mine, reference in zip(got_grads, expected_grads):
+        torch.testing.assert_close(mine, reference)
+    assert (weights == 0).any()
 
 
 def test_bf16_weights_train_on_cpu():

@@ -30,18 +30,51 @@ class AttentionMasks:
 
 
 SHORT_CONTEXT = 128
-"""Up to this many positions, bf16 training on a CPU attends with plain matmuls (short_causal_attention)."""
+"""Up to this many positions, bf16 training on a CPU attends with plain matmuls (ShortCausalAttention)."""
 
 
-def short_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
-    """Causal attention written out in bf16: one scaled, masked score matmul, a softmax (accumulating in fp32
-    inside the kernel), one matmul. For contexts of 64-128 tokens on a CPU its forward and backward take
-    0.55-0.6 of the time of PyTorch's fused kernel, which runs bf16 backward in fp32; [T, T] scores are small there."""
-    B, H, T, D = q.shape
-    queries, keys, values = (t.reshape(B * H, T, D) for t in (q, k, v))
-    scores = torch.baddbmm(_causal_bias(T, q.dtype, q.device), queries, keys.transpose(1, 2), alpha=1.0 / math.sqrt(D))
-    weights = F.dropout(scores.softmax(-1), dropout_p)
-    return (weights @ values).view(B, H, T, D)
+class ShortCausalAttention(torch.autograd.Function):
+    """Causal attention from the fused projection [B, T, 3C] to [B, T, C], written out with its backward: one
+    scaled, masked score matmul, a softmax (accumulating in fp32 inside the kernel), dropout, one matmul.
+
+    For bf16 training on a CPU over contexts up to SHORT_CONTEXT, where [T, T] scores are small. PyTorch's fused
+    kernel runs bf16 backward in fp32 (about twice the time); autograd over the same ops lays out q, k and v
+    one copy each, and scales the score gradients in separate passes. Here the heads are laid out in one copy
+    each way and the 1/sqrt(D) scale rides in the matmuls.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, n_head: int, dropout_p: float) -> torch.Tensor:
+        B, T, C3 = qkv.shape
+        D = C3 // (3 * n_head)
+        scale = 1.0 / math.sqrt(D)
+        heads = qkv.view(B, T, 3, n_head, D).permute(2, 0, 3, 1, 4).reshape(3, B * n_head, T, D)
+        q, k, v = heads.unbind(0)
+        weights = torch.baddbmm(_causal_bias(T, qkv.dtype, qkv.device), q, k.transpose(1, 2), alpha=scale).softmax(-1)
+        keep = torch.empty_like(weights).bernoulli_(1 - dropout_p).div_(1 - dropout_p) if dropout_p > 0 else None
+        y = torch.bmm(weights if keep is None else weights * keep, v)
+        ctx.save_for_backward(heads, weights, keep)
+        ctx.n_head, ctx.scale = n_head, scale
+        return y.view(B, n_head, T, D).transpose(1, 2).reshape(B, T, n_head * D)
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        heads, weights, keep = ctx.saved_tensors
+        H = ctx.n_head
+        _, BH, T, D = heads.shape
+        B = BH // H
+        q, k, v = heads.unbind(0)
+        grad_out = grad_y.reshape(B, T, H, D).transpose(1, 2).reshape(BH, T, D)
+        grads = torch.empty_like(heads)
+        grad_q, grad_k, grad_v = grads.unbind(0)
+        torch.bmm((weights if keep is None else weights * keep).transpose(1, 2), grad_out, out=grad_v)
+        grad_weights = torch.bmm(grad_out, v.transpose(1, 2))
+        if keep is not None:
+            grad_weights.mul_(keep)
+        grad_scores = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)  # one fused kernel
+        torch.baddbmm(grad_q, grad_scores, k, beta=0, alpha=ctx.scale, out=grad_q)
+        torch.baddbmm(grad_k, grad_scores.transpose(1, 2), q, beta=0, alpha=ctx.scale, out=grad_k)
+        return grads.view(3, B, H, T, D).permute(1, 3, 0, 2, 4).reshape(B, T, 3 * H * D), None, None
 
 
 @functools.lru_cache(maxsize=8)
@@ -63,16 +96,17 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, masks: AttentionMasks | None, cache: KVCache | SlotCache | None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.n_head, -1).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
+        qkv = self.c_attn(x)
+        dropout_p = self.attn_pdrop if self.training else 0.0
+        bf16_cpu_training = qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu" and torch.is_grad_enabled()
+        if bf16_cpu_training and cache is None and masks is None and self.window is None and T <= SHORT_CONTEXT:
+            return self.resid_dropout(self.c_proj(ShortCausalAttention.apply(qkv, self.n_head, dropout_p)))
+        q, k, v = (t.view(B, T, self.n_head, -1).transpose(1, 2) for t in qkv.split(C, dim=2))
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
-        dropout_p = self.attn_pdrop if self.training else 0.0
-        if q.dtype == torch.bfloat16 and q.device.type == "cpu" and torch.is_grad_enabled():
-            if masks is None and self.window is None and T <= SHORT_CONTEXT:
-                y = short_causal_attention(q, k, v, dropout_p)
-            else:  # PyTorch's bf16 attention backward on CPU is ~4x slower than its fp32 one
-                with torch.autocast("cpu", enabled=False):
-                    y = self._attend(q.float(), k.float(), v.float(), masks, dropout_p).to(q.dtype)
+        if bf16_cpu_training:  # PyTorch's bf16 attention backward on CPU is ~4x slower than its fp32 one
+            with torch.autocast("cpu", enabled=False):
+                y = self._attend(q.float(), k.float(), v.float(), masks, dropout_p).to(q.dtype)
         else:
             y = self._attend(q, k, v, masks, dropout_p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)

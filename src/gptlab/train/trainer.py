@@ -29,7 +29,7 @@ from gptlab.checkpoint.io import check_vocab
 from gptlab.checkpoint.sharded import SHARDS_DIR, read_weights
 from gptlab.data import Document, Split, build_corpus, iter_documents, split_documents
 from gptlab.data.shards import is_shards_dir, tokenizer_dir
-from gptlab.device import bf16_is_fast
+from gptlab.device import bf16_is_fast, keep_freed_memory
 from gptlab.errors import GptlabError, Interrupted
 from gptlab.generation import generate
 from gptlab.model import GPT, PRESETS, GPTConfig, preset
@@ -317,6 +317,8 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
     device = runtime.device
     show = config.progress and runtime.is_main
     model.to(device).train()
+    if device.type == "cpu":
+        keep_freed_memory()
     model.activation_checkpointing = config.activation_checkpointing
     peak = config.lr
     micro = distributed.micro_batch(config.batch_size, config.micro_batch_size, runtime.world_size)
