@@ -398,7 +398,8 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in():
         assert result.returncode == 0, result.stderr
         per_step[mode] = float(result.stdout.split()[-1])
     assert per_step["glibc-defaults"] > 300, per_step  # the pattern is there to avoid
-    assert per_step["keep"] < 10, per_step
+    # Not zero: a busy machine's one-off faults (lazily touched pages, thread stacks) land in the window too.
+    assert per_step["keep"] < per_step["glibc-defaults"] / 10, per_step
 
 
 def test_training_on_a_cpu_keeps_freed_memory(tmp_path, corpus, monkeypatch):
