@@ -144,10 +144,11 @@ def time_sliced(slices: int, slice_seconds: float, threads: int) -> dict[str, li
                 trace.mkdir()
                 cmd = [sys.executable, __file__, "--child", run, "--steps", str(10**8), "--log-every", "1",
                        "--threads", str(threads), "--trace", str(trace)]
-                procs[run] = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                with open(trace / "stderr.txt", "w") as stderr:  # a file: a pipe nobody reads could fill and block
+                    procs[run] = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
                 while len(_step_ms(trace)) < WARM_STEPS:
                     if procs[run].poll() is not None:
-                        raise RuntimeError(f"{run} exited: {procs[run].stderr.read()[-2000:]}")
+                        raise RuntimeError(f"{run} exited: {(trace / 'stderr.txt').read_text()[-2000:]}")
                     time.sleep(0.1)
                 _pause(procs[run])
             per_slice: dict[str, list[float]] = {run: [] for run in PAIRED}
