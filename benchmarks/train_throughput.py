@@ -9,13 +9,13 @@ ordinary loop runs it and again with the malloc setting gptlab's trainer makes o
 `gptlab.device.keep_freed_memory`), so that the share of the gap due to page faults shows.
 
 Two comparisons:
-- time-sliced (the goal's figure): plain `gptlab train` and the peer in fp32 and in bf16 run as three live
-  processes that take turns, --slice-seconds each, while the others are stopped. On a shared VM the
-  machine's speed swings within a second (bf16 matmuls from ~380 to ~210 GFLOP/s), so runs a minute apart
-  can see different machines; the turns of one rotation see the same one. The figure is the median over
-  --slices rotations of (faster peer's ms/step) / (gptlab's ms/step), with its quartiles, and the ratio of
-  each engine's fastest slice (noise only ever slows a run, so the fastest is the usual estimate of the
-  unloaded speed, as `timeit` takes the minimum).
+- time-sliced (the goal's figure): plain `gptlab train`, the same with bf16 and compile, and the peer in fp32
+  and in bf16 run as four live processes that take turns, --slice-seconds each, while the others are
+  stopped. On a shared VM the machine's speed swings within a second (bf16 matmuls from ~380 to ~210
+  GFLOP/s), so runs a minute apart can see different machines; the turns of one rotation see the same one. The figure is the median over
+  --slices rotations of (faster peer's ms/step) / (plain gptlab's ms/step), with its quartiles, and the
+  ratio of each engine's fastest slice (noise only ever slows a run, so the fastest is the usual estimate of
+  the unloaded speed, as `timeit` takes the minimum); the compiled run's ratio comes alongside.
 - separate runs: every variant (RUNS) as a fresh process, interleaved over --rounds; a figure is the median
   of all --log-every-step windows after the first (warm-up), and the fastest window.
 Prints one JSON object.
@@ -124,14 +124,14 @@ def transformers_windows(precision: str, steps: int, log_every: int, threads: in
     return {"tokens_per_s": windows[1:], "final_loss": loss_value}
 
 
-PAIRED = ["gptlab-default", "transformers-fp32", "transformers-bf16"]
-"""The runs the goal compares, timed again in time slices."""
+SLICED = ["gptlab-default", "gptlab-bf16compile", "transformers-fp32", "transformers-bf16"]
+"""The runs timed again in time slices: the goal's (plain gptlab against both peers), and compile."""
 WARM_STEPS = 20
 
 
 def time_sliced(slices: int, slice_seconds: float, threads: int) -> dict[str, list[float]]:
-    """Median ms/step of each PAIRED run in each of `slices` rotations. All three are live processes; in a
-    rotation each runs for `slice_seconds` while the others are stopped (SIGSTOP), so the three figures of a
+    """Median ms/step of each SLICED run in each of `slices` rotations. All are live processes; in a
+    rotation each runs for `slice_seconds` while the others are stopped (SIGSTOP), so the figures of a
     rotation see the machine in the same state, where separate runs a minute apart may not. The first step of
     each slice is dropped: it is the one the last stop interrupted."""
     import random
@@ -139,7 +139,7 @@ def time_sliced(slices: int, slice_seconds: float, threads: int) -> dict[str, li
     with tempfile.TemporaryDirectory() as root:
         procs: dict[str, subprocess.Popen] = {}
         try:
-            for run in PAIRED:  # started one at a time, so that their start-ups do not compete
+            for run in SLICED:  # started one at a time, so that their start-ups do not compete
                 trace = Path(root) / run
                 trace.mkdir()
                 cmd = [sys.executable, __file__, "--child", run, "--steps", str(10**8), "--log-every", "1",
@@ -151,10 +151,10 @@ def time_sliced(slices: int, slice_seconds: float, threads: int) -> dict[str, li
                         raise RuntimeError(f"{run} exited: {(trace / 'stderr.txt').read_text()[-2000:]}")
                     time.sleep(0.1)
                 _pause(procs[run])
-            per_slice: dict[str, list[float]] = {run: [] for run in PAIRED}
+            per_slice: dict[str, list[float]] = {run: [] for run in SLICED}
             order = random.Random(0)
             for _ in range(slices):
-                for run in order.sample(PAIRED, len(PAIRED)):
+                for run in order.sample(SLICED, len(SLICED)):
                     trace = Path(root) / run
                     before = len(_step_ms(trace))
                     os.kill(procs[run].pid, signal.SIGCONT)
@@ -219,16 +219,21 @@ def main() -> None:
         summary.update(separate_runs(args))
     if args.slices:
         per_slice = time_sliced(args.slices, args.slice_seconds, args.threads)
-        ratios = [min(fp32, bf16) / default for default, fp32, bf16 in zip(*per_slice.values())]
+        peer = [min(fp32, bf16) for fp32, bf16 in zip(per_slice["transformers-fp32"], per_slice["transformers-bf16"])]
         fastest = {run: min(values) for run, values in per_slice.items()}
+
+        def over_peer(run: str) -> list[float]:
+            return [p / g for p, g in zip(peer, per_slice[run])]
+
         summary["time_sliced"] = {
             "slices": args.slices, "slice_seconds": args.slice_seconds,
             "ms_per_step": {run: round(statistics.median(values), 2) for run, values in per_slice.items()},
             "ms_per_step_fastest_slice": {run: round(value, 2) for run, value in fastest.items()},
-            "ratio_default_over_best_peer": round(statistics.median(ratios), 2),
-            "ratio_quartiles": [round(q, 2) for q in statistics.quantiles(ratios, n=4)[::2]],
+            "ratio_default_over_best_peer": round(statistics.median(over_peer("gptlab-default")), 2),
+            "ratio_quartiles": [round(q, 2) for q in statistics.quantiles(over_peer("gptlab-default"), n=4)[::2]],
             "ratio_default_over_best_peer_fastest_slices": round(
                 min(fastest["transformers-fp32"], fastest["transformers-bf16"]) / fastest["gptlab-default"], 2),
+            "ratio_compile_over_best_peer": round(statistics.median(over_peer("gptlab-bf16compile")), 2),
         }
     summary["reference_nanogpt"] = NANOGPT
     summary["goal"] = "time_sliced.ratio_default_over_best_peer >= 2.0 (plain `gptlab train`, no flags)"
