@@ -12,10 +12,11 @@ Two comparisons:
 - time-sliced (the goal's figure): plain `gptlab train`, the same with bf16 and compile, and the peer in fp32
   and in bf16 run as four live processes that take turns, --slice-seconds each, while the others are
   stopped. On a shared VM the machine's speed swings within a second (bf16 matmuls from ~380 to ~210
-  GFLOP/s), so runs a minute apart can see different machines; the turns of one rotation see the same one. The figure is the median over
-  --slices rotations of (faster peer's ms/step) / (plain gptlab's ms/step), with its quartiles, and the
-  ratio of each engine's fastest slice (noise only ever slows a run, so the fastest is the usual estimate of
-  the unloaded speed, as `timeit` takes the minimum); the compiled run's ratio comes alongside.
+  GFLOP/s), so runs a minute apart can see different machines; the turns of one rotation see the same one.
+  The figure is the median over --slices rotations of (faster peer's ms/step) / (plain gptlab's ms/step),
+  with its quartiles, and the ratio of each engine's fastest slice (noise only ever slows a run, so the
+  fastest is the usual estimate of the unloaded speed, as `timeit` takes the minimum); the compiled run's
+  ratio comes alongside.
 - separate runs: every variant (RUNS) as a fresh process, interleaved over --rounds; a figure is the median
   of all --log-every-step windows after the first (warm-up), and the fastest window.
 Prints one JSON object.
