@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +126,12 @@ def transformers_windows(precision: str, steps: int, log_every: int, threads: in
     return {"tokens_per_s": windows[1:], "final_loss": loss_value}
 
 
+def best_peer(figures: dict[str, float], setting: str = "", faster: Callable[..., float] = max) -> float:
+    """The faster of the transformers loop in fp32 and in bf16, as the issue defines the peer: `max` of
+    tokens/s, `min` of ms/step."""
+    return faster(figures[f"transformers-fp32{setting}"], figures[f"transformers-bf16{setting}"])
+
+
 SLICED = ["gptlab-default", "gptlab-bf16compile", "transformers-fp32", "transformers-bf16"]
 """The runs timed again in time slices: the goal's (plain gptlab against both peers), and compile."""
 WARM_STEPS = 20
@@ -152,16 +159,16 @@ def time_sliced(slices: int, slice_seconds: float, threads: int) -> dict[str, li
                         raise RuntimeError(f"{run} exited: {(trace / 'stderr.txt').read_text()[-2000:]}")
                     time.sleep(0.1)
                 _pause(procs[run])
+            logged = {run: len(_step_ms(Path(root) / run)) for run in SLICED}  # steps each run has logged so far
             per_slice: dict[str, list[float]] = {run: [] for run in SLICED}
             order = random.Random(0)
             for _ in range(slices):
                 for run in order.sample(SLICED, len(SLICED)):
-                    trace = Path(root) / run
-                    before = len(_step_ms(trace))
                     os.kill(procs[run].pid, signal.SIGCONT)
                     time.sleep(slice_seconds)
                     _pause(procs[run])
-                    steps = _step_ms(trace)[before + 1:]
+                    all_steps = _step_ms(Path(root) / run)
+                    steps, logged[run] = all_steps[logged[run] + 1:], len(all_steps)
                     if not steps:
                         raise RuntimeError(f"{run} finished no step in a {slice_seconds} s slice; give more --slice-seconds")
                     per_slice[run].append(statistics.median(steps))
@@ -220,7 +227,8 @@ def main() -> None:
         summary.update(separate_runs(args))
     if args.slices:
         per_slice = time_sliced(args.slices, args.slice_seconds, args.threads)
-        peer = [min(fp32, bf16) for fp32, bf16 in zip(per_slice["transformers-fp32"], per_slice["transformers-bf16"])]
+        rotations = [dict(zip(per_slice, figures)) for figures in zip(*per_slice.values())]
+        peer = [best_peer(rotation, faster=min) for rotation in rotations]
         fastest = {run: min(values) for run, values in per_slice.items()}
 
         def over_peer(run: str) -> list[float]:
@@ -233,7 +241,7 @@ def main() -> None:
             "ratio_default_over_best_peer": round(statistics.median(over_peer("gptlab-default")), 2),
             "ratio_quartiles": [round(q, 2) for q in statistics.quantiles(over_peer("gptlab-default"), n=4)[::2]],
             "ratio_default_over_best_peer_fastest_slices": round(
-                min(fastest["transformers-fp32"], fastest["transformers-bf16"]) / fastest["gptlab-default"], 2),
+                best_peer(fastest, faster=min) / fastest["gptlab-default"], 2),
             "ratio_compile_over_best_peer": round(statistics.median(over_peer("gptlab-bf16compile")), 2),
         }
     summary["reference_nanogpt"] = NANOGPT
@@ -257,10 +265,6 @@ def separate_runs(args: argparse.Namespace) -> dict:
 
     def ratio(a: float, b: float) -> float:
         return round(a / b, 2)
-
-    def best_peer(figures: dict[str, float], setting: str = "") -> float:
-        """The faster of the transformers loop in fp32 and in bf16, as the issue defines the peer."""
-        return max(figures[f"transformers-fp32{setting}"], figures[f"transformers-bf16{setting}"])
 
     best_gptlab = max(speed[run] for run in RUNS if run.startswith("gptlab"))
     return {
