@@ -1,12 +1,17 @@
-"""Shared fixtures: GPT-2's original tokenizer files, tinyshakespeare, a small trained tokenizer."""
+"""Shared fixtures: GPT-2's original tokenizer files, a prose corpus the repository makes, a small trained tokenizer.
+
+The corpus is the standard library's docstrings (`gptlab.data.example.docstring_text`): about a megabyte of
+English on every machine with Python, so the whole suite runs on a fresh clone with nothing beside it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from gpt2_files import SHAKESPEARE, Unavailable, gpt2_dir
+from gpt2_files import Unavailable, gpt2_dir
 
+from gptlab.data.example import docstring_text
 from gptlab.tokenizer import Tokenizer, train_tokenizer
 
 
@@ -20,24 +25,28 @@ def gpt2_files() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shakespeare_text() -> str:
-    if not SHAKESPEARE.is_file():
-        pytest.skip(f"corpus not found: {SHAKESPEARE}")
-    return SHAKESPEARE.read_text(encoding="utf-8")
+def corpus_text() -> str:
+    """About 1 MB of English prose: the standard library's long docstrings, paragraphs apart."""
+    return docstring_text()
 
 
 @pytest.fixture(scope="session")
-def small_tokenizer(shakespeare_text: str) -> Tokenizer:
-    """A 512-token BPE trained on tinyshakespeare in under a second, <|endoftext|> last.
-
-    Asks for shakespeare_text only so that a missing corpus skips instead of failing.
-    """
-    return train_tokenizer([SHAKESPEARE], vocab_size=512, progress=False)
+def corpus_file(tmp_path_factory, corpus_text: str) -> Path:
+    """The whole prose corpus as one file."""
+    path = tmp_path_factory.mktemp("data") / "docstrings.txt"
+    path.write_text(corpus_text, encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory, shakespeare_text: str) -> Path:
-    """A 200 kB slice of tinyshakespeare as a file: enough text for tiny training runs."""
-    path = tmp_path_factory.mktemp("data") / "shakespeare.txt"
-    path.write_text(shakespeare_text[:200_000])
+def small_tokenizer(corpus_file: Path) -> Tokenizer:
+    """A 512-token BPE trained on the prose corpus in about a second, <|endoftext|> last."""
+    return train_tokenizer([corpus_file], vocab_size=512, progress=False)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory, corpus_text: str) -> Path:
+    """A 200 kB slice of the prose corpus as a file: enough text for tiny training runs."""
+    path = tmp_path_factory.mktemp("data") / "prose.txt"
+    path.write_text(corpus_text[:200_000], encoding="utf-8")
     return path

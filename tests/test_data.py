@@ -113,8 +113,8 @@ def test_cli_encode_and_decode_with_a_char_tokenizer(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("kind", ["bpe", "byte", "char"])
-def test_token_bytes_sum_to_the_decoded_bytes(kind, small_tokenizer, shakespeare_text):
-    text = shakespeare_text[:20000] + UNICODE
+def test_token_bytes_sum_to_the_decoded_bytes(kind, small_tokenizer, corpus_text):
+    text = corpus_text[:20000] + UNICODE
     tok = {
         "bpe": small_tokenizer,
         "byte": byte_tokenizer(),

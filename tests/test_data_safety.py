@@ -113,9 +113,9 @@ def test_no_process_outlives_a_killed_stage(tmp_path):
             pass
 
 
-def test_mix_reports_the_documents_and_tokens_it_wrote(tmp_path, capsys, shakespeare_text, small_tokenizer):
+def test_mix_reports_the_documents_and_tokens_it_wrote(tmp_path, capsys, corpus_text, small_tokenizer):
     small_tokenizer.save(tmp_path / "tokenizer")
-    paragraphs = [p for p in shakespeare_text.split("\n\n") if len(p) > 300]
+    paragraphs = [p for p in corpus_text.split("\n\n") if len(p) > 300]
     (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in paragraphs[:30]))
     (tmp_path / "b.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in paragraphs[30:40]))
     out = tmp_path / "shards"

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from gpt2_files import SHAKESPEARE
 
 transformers = pytest.importorskip("transformers")
 
@@ -22,10 +21,8 @@ TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> Tokenizer:
-    if not SHAKESPEARE.is_file():
-        pytest.skip(f"corpus not found: {SHAKESPEARE}")
-    return train_tokenizer([SHAKESPEARE], vocab_size=400, progress=False)
+def tokenizer(corpus_file: Path) -> Tokenizer:
+    return train_tokenizer([corpus_file], vocab_size=400, progress=False)
 
 
 @pytest.fixture(scope="module")

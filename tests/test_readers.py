@@ -32,10 +32,10 @@ def stage_records(out: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def raw(tmp_path_factory, shakespeare_text) -> Path:
+def raw(tmp_path_factory, corpus_text) -> Path:
     """Two JSONL files of tinyshakespeare paragraphs, with exact copies and a malformed line."""
     folder = tmp_path_factory.mktemp("raw")
-    paragraphs = [p for p in shakespeare_text.split("\n\n") if len(p) > 300][:40]
+    paragraphs = [p for p in corpus_text.split("\n\n") if len(p) > 300][:40]
     for part in range(2):
         texts = paragraphs[part * 20:(part + 1) * 20]
         lines = [json.dumps({"id": f"p{part}-{i}", "text": t}) for i, t in enumerate(texts)]

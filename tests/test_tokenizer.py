@@ -86,11 +86,11 @@ def test_gpt2_shape(gpt2: Tokenizer) -> None:
 
 
 def test_gpt2_matches_tiktoken_on_shakespeare(
-    gpt2: Tokenizer, reference, shakespeare_text: str
+    gpt2: Tokenizer, reference, corpus_text: str
 ) -> None:
-    chunks = [shakespeare_text[i : i + 50_000] for i in range(0, len(shakespeare_text), 50_000)]
+    chunks = [corpus_text[i : i + 50_000] for i in range(0, len(corpus_text), 50_000)]
     assert gpt2.encode_batch(chunks) == reference.encode_ordinary_batch(chunks)
-    lines = shakespeare_text.splitlines(keepends=True)
+    lines = corpus_text.splitlines(keepends=True)
     assert gpt2.encode_batch(lines) == [reference.encode_ordinary(line) for line in lines]
 
 
@@ -129,9 +129,9 @@ def test_saved_hf_layout_matches_openai_files(
 
 
 def test_hf_tokenizers_agree_on_saved_files(
-    gpt2: Tokenizer, gpt2_hf_dir: Path, shakespeare_text: str
+    gpt2: Tokenizer, gpt2_hf_dir: Path, corpus_text: str
 ) -> None:
-    sample = shakespeare_text[:100_000]
+    sample = corpus_text[:100_000]
     fast = GPT2TokenizerFast.from_pretrained(str(gpt2_hf_dir))
     assert len(fast) == 50257
     assert fast.eos_token_id == 50256
@@ -232,12 +232,12 @@ def test_decode_accepts_arrays_and_rejects_unknown_ids(gpt2: Tokenizer) -> None:
 
 
 @pytest.fixture(scope="module")
-def corpus(shakespeare_text: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def corpus(corpus_text: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """Training file holding the first 90% of tinyshakespeare; the rest is held out."""
-    cut = shakespeare_text.index("\n\n", int(len(shakespeare_text) * 0.9)) + 2
+    cut = corpus_text.index("\n\n", int(len(corpus_text) * 0.9)) + 2
     path = tmp_path_factory.mktemp("corpus") / "train.txt"
-    path.write_text(shakespeare_text[:cut], encoding="utf-8")
-    return path, shakespeare_text[cut:]
+    path.write_text(corpus_text[:cut], encoding="utf-8")
+    return path, corpus_text[cut:]
 
 
 @pytest.fixture(scope="module")

@@ -185,10 +185,10 @@ def test_token_shards_train_with_their_own_tokenizer(tmp_path, shards, small_tok
     assert same.returncode == 0, same.stderr
 
 
-def test_a_conflicting_tokenizer_for_token_shards_is_one_line(tmp_path, shards, shakespeare_text):
+def test_a_conflicting_tokenizer_for_token_shards_is_one_line(tmp_path, shards, corpus_text):
     from gptlab.tokenizer import train_tokenizer_on_texts
 
-    train_tokenizer_on_texts([shakespeare_text[:100_000]], 512, progress=False).save(tmp_path / "other")
+    train_tokenizer_on_texts([corpus_text[:100_000]], 512, progress=False).save(tmp_path / "other")
     for tokenizer in ("byte", tmp_path / "other", "char", "bpe:300"):
         result = train_cli("--data", shards, "--tokenizer", tokenizer, "--max-steps", 1, "--out", tmp_path / "x", *TINY)
         one_line_error(result, "tokenizer")

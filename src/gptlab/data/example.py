@@ -12,6 +12,7 @@ run with the same Python.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import random
 import sysconfig
@@ -70,7 +71,7 @@ def write_example(out: Path) -> dict[str, str]:
     for name, docs in by_file.items():
         by_package.setdefault(name.split("/")[0].removesuffix(".py"), []).extend(docs)
     books = sorted(by_package.items(), key=lambda item: -sum(map(len, item[1])))[:BOOKS]
-    input_text = "\n\n".join(doc for docs in by_file.values() for doc in docs)[:INPUT_BYTES]
+    input_text = docstring_text(by_file)
     topics = [{"text": doc[:TOPIC_CHARS], "label": name} for name, docs in books[:TOPICS] for doc in docs[:PER_TOPIC]]
     rng.shuffle(topics)
     held_out = len(topics) // 5
@@ -105,6 +106,14 @@ def write_example(out: Path) -> dict[str, str]:
     }
 
 
+def docstring_text(by_file: dict[str, list[str]] | None = None, max_chars: int = INPUT_BYTES) -> str:
+    """The standard library's long docstrings as one text, paragraphs apart: about tinyshakespeare's size of
+    English prose on any machine, for `input.txt` and for tests that need real text."""
+    by_file = _docstrings() if by_file is None else by_file
+    return "\n\n".join(doc for docs in by_file.values() for doc in docs)[:max_chars]
+
+
+@functools.cache
 def _docstrings() -> dict[str, list[str]]:
     """Long, example-free docstrings of the standard library (tests left out), by file."""
     root = Path(sysconfig.get_paths()["stdlib"])
