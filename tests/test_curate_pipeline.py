@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +47,32 @@ def perturb(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
+def distinct_pieces(text: str, count: int, size: int = 1000) -> list[str]:
+    """The first `count` pieces of `text` that share no more than a tenth of their word 5-grams (exact Jaccard)
+    with an earlier one: some docstrings of the standard library are near-copies of each other."""
+    kept: list[tuple[str, set[str]]] = []
+    holders: dict[str, list[int]] = {}  # 5-gram -> the kept pieces holding it
+    for start in range(0, len(text) - size, size):
+        piece = text[start : start + size]
+        words = piece.split()
+        grams = {" ".join(words[i : i + 5]) for i in range(len(words) - 4)}
+        shared = Counter(k for gram in grams for k in holders.get(gram, ()))
+        if all(n <= 0.1 * (len(grams) + len(kept[k][1]) - n) for k, n in shared.items()):
+            for gram in grams:
+                holders.setdefault(gram, []).append(len(kept))
+            kept.append((piece, grams))
+            if len(kept) == count:
+                return [piece for piece, _ in kept]
+    raise AssertionError(f"the corpus has only {len(kept)} distinct pieces")
+
+
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory, corpus_text) -> tuple[Path, set[str]]:
-    """Six JSONL shards of tinyshakespeare paragraphs with planted near-duplicates and bad lines;
-    returns the folder and the ids of the planted copies."""
+    """Six JSONL shards of 1,000-character pieces of the prose corpus with planted near-duplicates and bad
+    lines; returns the folder and the ids of the planted copies."""
     folder = tmp_path_factory.mktemp("raw")
     rng = random.Random(0)
-    docs = [corpus_text[i : i + 1000] for i in range(0, 600_000, 1000)]
+    docs = distinct_pieces(corpus_text, 600)
     copies = set()
     for shard in range(6):
         lines = []

@@ -33,7 +33,7 @@ def stage_records(out: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory, corpus_text) -> Path:
-    """Two JSONL files of tinyshakespeare paragraphs, with exact copies and a malformed line."""
+    """Two JSONL files of prose paragraphs, with exact copies and a malformed line."""
     folder = tmp_path_factory.mktemp("raw")
     paragraphs = [p for p in corpus_text.split("\n\n") if len(p) > 300][:40]
     for part in range(2):

@@ -85,7 +85,7 @@ def test_gpt2_shape(gpt2: Tokenizer) -> None:
     assert gpt2.encode("Hello world") == [15496, 995]
 
 
-def test_gpt2_matches_tiktoken_on_shakespeare(
+def test_gpt2_matches_tiktoken_on_prose(
     gpt2: Tokenizer, reference, corpus_text: str
 ) -> None:
     chunks = [corpus_text[i : i + 50_000] for i in range(0, len(corpus_text), 50_000)]
@@ -233,7 +233,7 @@ def test_decode_accepts_arrays_and_rejects_unknown_ids(gpt2: Tokenizer) -> None:
 
 @pytest.fixture(scope="module")
 def corpus(corpus_text: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """Training file holding the first 90% of tinyshakespeare; the rest is held out."""
+    """Training file holding the first 90% of the prose corpus; the rest is held out."""
     cut = corpus_text.index("\n\n", int(len(corpus_text) * 0.9)) + 2
     path = tmp_path_factory.mktemp("corpus") / "train.txt"
     path.write_text(corpus_text[:cut], encoding="utf-8")

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from gptlab import atomic, checkpoint
+from gptlab import atomic, checkpoint, threads
 from gptlab.checkpoint.io import check_vocab
 from gptlab.checkpoint.sharded import SHARDS_DIR, read_weights
 from gptlab.data import Document, Split, build_corpus, iter_documents, split_documents
@@ -212,8 +212,7 @@ def run(config: TrainConfig, prepare: Prepare) -> TrainResult:
     try:
         with run_dir.locked(Path(config.out)) if runtime.is_main else contextlib.nullcontext():
             with run_dir.stop_on_signal() as stop:
-                if config.threads:
-                    torch.set_num_threads(config.threads)
+                threads.use_threads(config.threads)
                 resumed = _resumed(config, runtime)
                 torch.manual_seed(config.seed)  # weights drawn in `prepare`, then dropout; a resume restores its RNG
                 setup = prepare(config, runtime, resumed)
@@ -366,6 +365,7 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
     window_items, window_start = 0, time.perf_counter()
     plotted_at = window_start
     per_item, rate_name = setup.tokens_per_item or 1, "tokens_per_s" if setup.tokens_per_item else "items_per_s"
+    slowdown = threads.SlowdownWatch(lambda message: tqdm.write(message, file=sys.stderr), rate_name.replace("_per_s", "/s"))
 
     def save(step: int) -> Path | None:
         state = {"step": step, "best": best, "sampler": objective.state_dict(), "rng": runtime.rng_states(),
@@ -411,6 +411,8 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
         else:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+        if device.type == "cpu":
+            threads.tick()
         step += 1
         items_seen += batch
         window_items += batch
@@ -429,6 +431,7 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
             if setup.tokens_per_item:
                 row["tokens"] = items_seen * per_item
             metrics.log(row)
+            slowdown.observe(rate)
             bar.set_postfix(**({"step": step} if budget else {}), loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **{rate_name.removesuffix("_per_s") + "/s": f"{rate:,.0f}"})
             window_items, window_start = 0, time.perf_counter()
 
