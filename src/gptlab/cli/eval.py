@@ -30,8 +30,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path,
                         help="output directory, which must hold no earlier evaluation (default runs/eval/<checkpoint name>)")
     parser.add_argument("--log-samples", action="store_true",
-                        help="also write each document's requests, the model's answers and their scores to "
-                             "OUT/samples_<task>_<K>shot.jsonl (lm-evaluation-harness's --log_samples fields)")
+                        help="also write each task document's requests, the model's answers and their scores to "
+                             "OUT/samples_<task>_<K>shot.jsonl, in lm-evaluation-harness's --log_samples fields")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--device", default="auto", help="torch device: auto (GPU if present), cpu, cuda, ...")
     parser.set_defaults(run=run)

@@ -21,7 +21,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", type=Path, help="checkpoint directory written by gptlab finetune")
     parser.add_argument("--input", type=Path, required=True, help="JSONL file of rows to label")
-    parser.add_argument("--output", type=Path, help="JSONL file to write (written atomically; default: stdout)")
+    parser.add_argument("--output", type=Path,
+                        help="JSONL file to write (written atomically, never over --input; default: stdout)")
     parser.add_argument("--batch-size", type=int, default=32, help="examples per forward pass (default 32)")
     parser.add_argument("--device", default="auto", help="torch device: auto (GPU if present), cpu, cuda, ...")
     parser.set_defaults(run=run)
