@@ -27,8 +27,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="report perplexity and bits per byte of a text file (repeatable)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N documents of each task")
     parser.add_argument("--batch-size", type=int, default=16, help="requests scored per forward pass (default 16)")
-    parser.add_argument("--out", type=Path,
-                        help="output directory, which must hold no earlier evaluation (default runs/eval/<checkpoint name>)")
+    parser.add_argument("--out", type=Path, help="output directory, which must hold no earlier evaluation "
+                                                   "(default runs/eval/<checkpoint name>)")
     parser.add_argument("--log-samples", action="store_true",
                         help="also write each task document's requests, the model's answers and their scores to "
                              "OUT/samples_<task>_<K>shot.jsonl, in lm-evaluation-harness's --log_samples fields")

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from gptlab.checkpoint.io import LanguageModel
 
 Pairs = list[tuple[list[int], list[int]]]
+Scored = tuple[dict[str, Metric], list[dict[str, Any]]]
+"""A task's metrics at one K, and each document's record for --log-samples."""
 REPORTED = {
     "multiple_choice": ("acc", "acc_norm", "acc_token", "acc_uncond"),
     "loglikelihood": ("perplexity", "acc"),
@@ -219,7 +221,7 @@ class _TaskRunner:
             )
         return best
 
-    def _choices(self, prompts: list[Prompt], pairs: list[Pairs]) -> tuple[dict[str, Metric], list[dict[str, Any]]]:
+    def _choices(self, prompts: list[Prompt], pairs: list[Pairs]) -> Scored:
         new = sorted({c for p in prompts for c in p.continuations} - set(self.uncond))
         flat = [pair for group in pairs for pair in group] + [encode_pair(self.lm, ANSWER_PROMPT, c) for c in new]
         scores = score_tokens(self.lm, flat, self.batch_size, self.progress)
@@ -233,12 +235,13 @@ class _TaskRunner:
                                   [self.uncond[c] for c in prompt.continuations])
             records.append({
                 "arguments": [[prompt.context, c] for c in prompt.continuations],
-                "resps": [[[s.logprob, s.greedy]] for s in mine], "filtered_resps": [[s.logprob, s.greedy] for s in mine],
+                "resps": [[[s.logprob, s.greedy]] for s in mine],
+                "filtered_resps": [[s.logprob, s.greedy] for s in mine],
                 **{name: float(pick in prompt.gold) for name, pick in picks.items()}, "picked": picks,
             })
         return _means(records, list(REPORTED["multiple_choice"])), records
 
-    def _loglikelihood(self, prompts: list[Prompt], pairs: list[Pairs]) -> tuple[dict[str, Metric], list[dict[str, Any]]]:
+    def _loglikelihood(self, prompts: list[Prompt], pairs: list[Pairs]) -> Scored:
         scores = score_tokens(self.lm, [group[0] for group in pairs], self.batch_size, self.progress)
         records = [{"arguments": [[p.context, p.target]], "resps": [[[s.logprob, s.greedy]]],
                     "filtered_resps": [[s.logprob, s.greedy]], "perplexity": s.logprob, "acc": float(s.greedy)}
@@ -246,7 +249,7 @@ class _TaskRunner:
         return {"perplexity": Metric(math.exp(-sum(s.logprob for s in scores) / len(scores)), None),
                 **_means(records, ["acc"])}, records
 
-    def _generate(self, prompts: list[Prompt], pairs: list[Pairs]) -> tuple[dict[str, Metric], list[dict[str, Any]]]:
+    def _generate(self, prompts: list[Prompt], pairs: list[Pairs]) -> Scored:
         try:
             from gptlab.eval.generate import generate_until
             from gptlab.eval.text_metrics import exact_match, f1
