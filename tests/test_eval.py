@@ -7,10 +7,15 @@ import json
 import math
 import os
 import random
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import helpers
 import pytest
 import torch
 import torch.nn.functional as F
@@ -286,7 +291,8 @@ def test_prompts_that_do_not_fit_keep_fewer_examples(model_dirs, tmp_path, capsy
     assert at5["capped"] == 3 and at5["shots_mean"] < 5
 
 
-def test_bad_input_is_one_line(model_dirs, mc_task, tmp_path, capsys):
+def test_bad_input_is_one_line(model_dirs, mc_task, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output directory is relative to it
     ckpt = model_dirs[0]
     docs = {"train": _choice_docs(3, 1), "test": _choice_docs(4, 2)}
     missing = _write_task(tmp_path / "a", "missing", docs)
@@ -294,8 +300,6 @@ def test_bad_input_is_one_line(model_dirs, mc_task, tmp_path, capsys):
     assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", missing)[::2], "missing_test.jsonl not found")
     broken = _write_task(tmp_path / "b", "broken", docs, doc_to_text="Question: {{question}\nAnswer:")
     assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", broken)[::2], "not a valid Jinja template")
-    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", mc_task, "--shots", 9)[::2],
-                          "9 few-shot examples requested but its split 'train' has 8")
     docs["test"][2].pop("question")
     lacking = _write_task(tmp_path / "c", "lacking", docs)
     assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", lacking)[::2], "test row 3", "'question' is undefined")
@@ -304,6 +308,7 @@ def test_bad_input_is_one_line(model_dirs, mc_task, tmp_path, capsys):
     too_long = _write_task(tmp_path / "d", "too_long", docs)
     assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", too_long)[::2], "test row 2 does not fit", "160 tokens")
     assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", "no_such_task")[::2], "unknown task")
+    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", mc_task, mc_task)[::2], "task colors given twice")
 
 
 def test_data_files_relative_to_the_yaml_folder(tmp_path):
@@ -325,3 +330,188 @@ def test_builtin_generate_until_task(model_dirs, tmp_path, capsys, monkeypatch):
     assert task["output_type"] == "generate_until" and task["docs"] == 4
     assert set(task["shots"]) == {"0", "2"} and "exact_match" in task["shots"]["2"]["metrics"]
     assert (tmp_path / "runs" / "eval" / "tasks" / "arithmetic_2d_plus" / "arithmetic_2d_plus.yaml").is_file()
+
+
+# --- inputs and outputs checked before the work; what an evaluation leaves behind -------------------
+
+
+@pytest.fixture
+def no_scoring(monkeypatch):
+    """Any scoring or generation fails the test: what is checked here must be checked before the work."""
+
+    def scored(*_, **__):
+        raise AssertionError("the model was run before the inputs and the output were checked")
+
+    for target in ("gptlab.eval.runner.score_tokens", "gptlab.eval.runner.loglikelihood_rolling",
+                   "gptlab.eval.generate.generate_until"):
+        monkeypatch.setattr(target, scored)
+
+
+def test_empty_inputs_are_refused_before_scoring(model_dirs, mc_task, tmp_path, capsys, no_scoring):
+    """An empty or blank text file, or a task whose documents hold no text, has no perplexity: one line,
+    before the tasks given with it are scored, and no results written."""
+    for name, content in (("empty.txt", ""), ("blank.txt", " \n\t\n")):
+        (tmp_path / name).write_text(content)
+        for extra in ([], ["--task", mc_task]):
+            result = helpers.run_cli(capsys, "eval", model_dirs[0], *extra, "--text", tmp_path / name,
+                                     "--out", tmp_path / "out")
+            helpers.assert_one_line_error(result, name, "holds no text")
+    (tmp_path / "blank.jsonl").write_text(json.dumps({"text": ""}) + "\n" + json.dumps({"text": " "}) + "\n")
+    (tmp_path / "blank.yaml").write_text(json.dumps({
+        "task": "blank", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(tmp_path / "blank.jsonl")}},
+        "output_type": "loglikelihood_rolling", "test_split": "test", "doc_to_text": "", "doc_to_target": "{{text}}"}))
+    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, tmp_path / "blank.yaml",
+                             "--out", tmp_path / "out")
+    helpers.assert_one_line_error(result, "task blank", "hold no text")
+    no_docs = _write_task(tmp_path / "n", "nodocs", {"train": _choice_docs(3, 1), "test": []})
+    helpers.assert_one_line_error(helpers.run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, no_docs),
+                                  "split 'test' has no documents")
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_directory_is_checked_before_scoring(model_dirs, mc_task, tmp_path, capsys, no_scoring):
+    """A file where the output directory (or a folder above it) should be, and a directory that holds an
+    earlier evaluation, are one-line errors before any scoring; the earlier results stay as they were."""
+    ckpt = model_dirs[0]
+    (tmp_path / "file").write_text("mine")
+    for out in (tmp_path / "file", tmp_path / "file" / "deeper"):
+        result = helpers.run_cli(capsys, "eval", ckpt, "--task", mc_task, "--out", out)
+        helpers.assert_one_line_error(result, str(tmp_path / "file"), "not a directory")
+    assert (tmp_path / "file").read_text() == "mine"
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "results.json").write_text("{}")
+    result = helpers.run_cli(capsys, "eval", ckpt, "--task", mc_task, "--out", earlier)
+    helpers.assert_one_line_error(result, str(earlier), "already holds an evaluation", "results.json")
+    assert [p.name for p in earlier.iterdir()] == ["results.json"] and (earlier / "results.json").read_text() == "{}"
+
+
+def test_output_directory_may_exist_and_hold_other_files(model_dirs, mc_task, tmp_path, capsys):
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "README.txt").write_text("my notes")
+    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, "--limit", 2, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["README.txt", "accuracy_vs_shots.png", "results.json"]
+    assert (out / "README.txt").read_text() == "my notes"
+
+
+def test_k_beyond_the_few_shot_pool_is_capped_and_said(model_dirs, tmp_path, capsys):
+    """Few-shot examples from the 4-document test split itself: at most 3 fit a prompt (never the document
+    asked). K = 10 is run as K = 3, one warning names the K capped and the cap, and results mark it."""
+    path = _write_task(tmp_path / "t", "four", {"test": _choice_docs(4, 5)}, fewshot_split="test", training_split=None)
+    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", path, "--shots", 0, 3, 5, 10, "--json",
+                             "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "capped" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "at most 3 examples" in warnings[0] and "K=5, 10 capped to 3" in warnings[0]
+    assert "11" not in result.stderr
+    shots = json.loads(result.stdout)["tasks"]["four"]["shots"]
+    for k in ("5", "10"):
+        assert shots[k]["capped"] == 4 and shots[k]["shots_mean"] == 3
+        assert shots[k]["metrics"] == shots["3"]["metrics"]  # the same prompts as K = 3
+    assert shots["3"]["capped"] == 0 and shots["3"]["shots_mean"] == 3
+
+
+def test_plot_has_error_bars_and_marks_capped_k(model_dirs, tmp_path, capsys):
+    from gptlab.eval import report
+
+    docs = _choice_docs(6, 7)
+    for doc in docs:
+        doc["question"] = " ".join(["stone"] * 40)  # K = 5 does not fit the context: capped
+    path = _write_task(tmp_path / "t", "long", {"train": docs, "test": docs[:4]})
+    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", path, "--shots", 0, 1, 5, "--json",
+                             "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout)
+    at_k = results["tasks"]["long"]["shots"]
+    assert at_k["5"]["capped"] > 0 and at_k["0"]["capped"] == at_k["1"]["capped"] == 0
+    figure = report.figure(results)
+    axes = figure.axes[0]
+    [bars] = axes.containers  # one error-bar set per task
+    [segments] = bars.lines[2]
+    half_widths = [(y[1] - y[0]) / 2 for y in (seg[:, 1] for seg in segments.get_segments())]
+    assert half_widths == pytest.approx([at_k[k]["metrics"]["acc"]["stderr"] for k in ("0", "1", "5")])
+    hollow = [line for line in axes.lines if line.get_markerfacecolor() in ("white", (1.0, 1.0, 1.0, 1.0))]
+    assert [list(line.get_xdata()) for line in hollow if len(line.get_xdata())] == [[5]]
+    assert report.CAPPED_LABEL in [text.get_text() for text in axes.get_legend().get_texts()]
+
+
+def test_log_samples_match_the_harness_fields_and_values(model_dirs, mc_task, harness_mc, tmp_path, capsys):
+    """One JSONL per task and K with the harness's `--log_samples` fields and, per document, its contexts,
+    log-likelihoods, per-document scores and hashes; their mean is the reported score."""
+    out = tmp_path / "out"
+    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, "--shots", 0, 3, "--out", out,
+                             "--log-samples")
+    assert result.returncode == 0, result.stderr
+    assert "samples_colors_3shot.jsonl" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert "samples" not in results
+    for k, (_, theirs) in harness_mc.items():
+        ours = [json.loads(line) for line in (out / f"samples_colors_{k}shot.jsonl").read_text().splitlines()]
+        assert len(ours) == len(theirs) == 24
+        for mine, their in zip(ours, sorted(theirs, key=lambda s: s["doc_id"]), strict=True):
+            for field in ("doc_id", "doc", "target", "filter", "doc_hash", "prompt_hash", "target_hash", "acc", "acc_norm"):
+                assert mine[field] == their[field], field
+            assert mine["arguments"] == [list(args) for args in their["arguments"]]
+            lls = [float(r[0][0]) for r in their["resps"]]
+            assert [r[0][0] for r in mine["resps"]] == [r[0] for r in mine["filtered_resps"]] == pytest.approx(lls, abs=1e-4)
+            assert [r[0][1] for r in mine["resps"]] == [bool(r[0][1]) for r in their["resps"]]
+            assert set(their["metrics"]) <= set(mine["metrics"]) and mine["shots"] == k
+            assert mine["acc"] == float(mine["picked"]["acc"] == mine["target"])
+        for metric in ("acc", "acc_norm", "acc_token", "acc_uncond"):
+            mean = sum(s[metric] for s in ours) / len(ours)
+            assert results["tasks"]["colors"]["shots"][str(k)]["metrics"][metric]["value"] == pytest.approx(mean)
+
+
+def test_log_samples_show_generated_answers(model_dirs, rolling_task, tmp_path, capsys, monkeypatch):
+    """generate_until: each answer as generated and its exact match against the target; a rolling task
+    (one file: K changes nothing): each document's log-likelihood with its words and bytes."""
+    monkeypatch.chdir(tmp_path)
+    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", "arithmetic_2d_plus", rolling_task,
+                             "--limit", 3, "--shots", 1, "--out", "out", "--log-samples")
+    assert result.returncode == 0, result.stderr
+    rolling = [json.loads(line) for line in (tmp_path / "out" / "samples_tiny_wiki.jsonl").read_text().splitlines()]
+    texts = [sample["doc"]["text"] for sample in rolling]
+    lls = scoring.loglikelihood_rolling(gptlab.load(model_dirs[0]), texts)
+    for sample, text, ll in zip(rolling, texts, lls, strict=True):
+        assert sample["arguments"] == [[text]] and sample["resps"][0][0] == pytest.approx(ll)
+        assert sample["word_perplexity"] == [sample["resps"][0][0], len(text.split())]
+        assert sample["bits_per_byte"] == [sample["resps"][0][0], len(text.encode())]
+    logged = tmp_path / "out" / "samples_arithmetic_2d_plus_1shot.jsonl"
+    samples = [json.loads(line) for line in logged.read_text().splitlines()]
+    assert [s["doc_id"] for s in samples] == [0, 1, 2]
+    for sample in samples:
+        [[context, kwargs]] = sample["arguments"]
+        assert context.endswith(sample["doc"]["context"]) and kwargs["until"] == ["\n"]
+        [answer] = sample["filtered_resps"]
+        assert sample["resps"] == [[answer]] and sample["target"] == sample["doc"]["completion"]
+        assert sample["exact_match"] == float(answer == sample["target"]) and sample["metrics"] == ["exact_match"]
+
+
+def test_readme_task_runs_in_lm_eval_as_printed_from_the_repository_root(model_dirs, tmp_path, capsys, monkeypatch):
+    """The README's capitals task, written by the README's own commands into a folder shaped like the
+    repository, and its `lm_eval --model gptlab ... --include_path demo` command exactly as printed, run
+    from that folder as the README's commands are; `gptlab eval` on the same YAML gives the same accuracy."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    root = tmp_path / "repo"
+    (root / "demo").mkdir(parents=True)
+    shutil.copytree(model_dirs[0], root / "runs" / "mine" / "final")
+    heredocs = re.findall(r"^(cat > demo/capitals\.\w+ <<'(\w+)'\n.*?^\2\n)", readme, re.M | re.S)
+    assert len(heredocs) == 2, "the README no longer writes demo/capitals.jsonl and demo/capitals.yaml"
+    for script, _ in heredocs:
+        subprocess.run(["bash", "-euc", script], cwd=root, check=True)
+    [command] = re.findall(r"`(lm_eval --model gptlab [^`]*)`", readme)
+    program, *args = shlex.split(command)
+    done = subprocess.run([os.path.join(os.path.dirname(sys.executable), program), *args], cwd=root,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "HF_DATASETS_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    [row] = [line.split("|") for line in done.stdout.splitlines() if line.startswith("|capitals")]
+    assert row[5].strip() == "acc", row
+    monkeypatch.chdir(root)
+    result = helpers.run_cli(capsys, "eval", "runs/mine/final", "--task", "demo/capitals.yaml", "--json")
+    assert result.returncode == 0, result.stderr
+    acc = json.loads(result.stdout)["tasks"]["capitals"]["shots"]["0"]["metrics"]["acc"]
+    assert acc["value"] == pytest.approx(float(row[7]), abs=5e-5)  # the table shows 4 decimals
+    assert acc["stderr"] == pytest.approx(float(row[9]), abs=5e-5)

@@ -75,19 +75,19 @@ def test_early_stopping_rules_match_transformers(models):
     than the heuristic (False) or the exhaustive rule ("never") for some prompt; each agrees with transformers."""
     lm, hf, hf_tokenizer = models
     tok, eos = lm.tokenizer, lm.tokenizer.eot_id
-    differ = 0
+    differ = []
     for prompt in PROMPTS:
         ids = tok.encode(prompt)
         results = {}
         for early_stopping in (True, False, "never"):
             ours = beam_search(lm.model, ids, 12, num_beams=4, length_penalty=2.0, eos_id=eos,
-                               ends=lambda tokens: "t" in tok.decode(tokens), early_stopping=early_stopping)
+                               ends=lambda tokens: "e" in tok.decode(tokens), early_stopping=early_stopping)
             theirs = hf_generate(hf, ids, eos, num_beams=4, length_penalty=2.0, max_new_tokens=12,
-                                 early_stopping=early_stopping, stop_strings=["t"], tokenizer=hf_tokenizer)
+                                 early_stopping=early_stopping, stop_strings=["e"], tokenizer=hf_tokenizer)
             assert ours.tokens == theirs, (prompt, early_stopping)
             results[early_stopping] = ours.tokens
-        differ += results[True] != results[False]
-    assert differ  # the rules really differ somewhere
+        differ.append(results[True] != results[False])
+    assert any(differ)  # the rules were really put to the test
 
 
 def test_generate_until_beams_match_transformers_text(models):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +27,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="report perplexity and bits per byte of a text file (repeatable)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N documents of each task")
     parser.add_argument("--batch-size", type=int, default=16, help="requests scored per forward pass (default 16)")
-    parser.add_argument("--out", type=Path, help="output directory (default runs/eval/<checkpoint name>)")
+    parser.add_argument("--out", type=Path, help="output directory, which must hold no earlier evaluation "
+                                                   "(default runs/eval/<checkpoint name>)")
+    parser.add_argument("--log-samples", action="store_true",
+                        help="also write each task document's requests, the model's answers and their scores to "
+                             "OUT/samples_<task>_<K>shot.jsonl, in lm-evaluation-harness's --log_samples fields")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--device", default="auto", help="torch device: auto (GPU if present), cpu, cuda, ...")
     parser.set_defaults(run=run)
@@ -43,22 +46,24 @@ def default_out(checkpoint: Path) -> Path:
 
 def run(args: argparse.Namespace) -> None:
     from gptlab.errors import GptlabError
+    from gptlab.eval import report
     from gptlab.eval.tasks import load_task
 
     if not args.task and not args.text:
         raise GptlabError("nothing to evaluate: pass --task (a task YAML) or --text FILE")
     tasks = [load_task(t) for t in args.task]  # bad task files fail at once, before PyTorch is imported
+    out = args.out or default_out(args.checkpoint)
+    report.check_out(out)
 
     import gptlab
-    from gptlab.eval import report
     from gptlab.eval.runner import evaluate
 
     lm = gptlab.load(args.checkpoint, device=args.device)
     results = evaluate(lm, tasks, args.shots, texts=args.text, limit=args.limit, batch_size=args.batch_size,
-                       progress=sys.stderr.isatty())
-    written = report.write(results, args.out or default_out(args.checkpoint))
+                       progress=sys.stderr.isatty(), log_samples=args.log_samples)
+    written = report.write(results, out)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(report.to_json(results), end="")
     else:
         print(report.table(results))
         print("wrote " + ", ".join(map(str, written)))

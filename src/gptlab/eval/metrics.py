@@ -57,8 +57,8 @@ def rolling_metrics(logprobs: Sequence[float], texts: Sequence[str], n_tokens: i
     """Perplexities and bits per byte over a set of documents: total log-likelihood over total
     words (whitespace-separated, as the harness counts them), bytes, or tokens."""
     total = sum(logprobs)
-    words = sum(len(re.split(r"\s+", t)) for t in texts)
-    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    sizes = [text_size(t) for t in texts]
+    words, n_bytes = sum(w for w, _ in sizes), sum(b for _, b in sizes)
     return {
         "word_perplexity": Metric(math.exp(-total / words), None),
         "byte_perplexity": Metric(math.exp(-total / n_bytes), None),
@@ -66,3 +66,7 @@ def rolling_metrics(logprobs: Sequence[float], texts: Sequence[str], n_tokens: i
         "token_perplexity": Metric(math.exp(-total / n_tokens) if n_tokens else math.nan, None),
     }
 
+
+def text_size(text: str) -> tuple[int, int]:
+    """(words, bytes) of a text: what its perplexities are taken per."""
+    return len(re.split(r"\s+", text)), len(text.encode("utf-8"))

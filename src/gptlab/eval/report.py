@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gptlab import atomic
+from gptlab.errors import GptlabError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ACCURACY = {"multiple_choice": "acc", "loglikelihood": "acc", "generate_until": "exact_match"}
 """The metric plotted against K for each output type."""
+RESULTS, PLOT = "results.json", "accuracy_vs_shots.png"
+SAMPLES = re.compile(r"samples_.*\.jsonl")
+CAPPED_LABEL = "capped K (fewer than K examples fit)"
+_UNSAFE = re.compile(r"[^\w.-]")
+"""Characters a task's name may hold that a samples file's name does not."""
 
 
 def table(results: dict[str, Any]) -> str:
@@ -39,41 +49,86 @@ def model_name(checkpoint: str | os.PathLike) -> str:
     return f"{path.parent.name}-{path.name}" if (path.parent / "metrics.jsonl").is_file() else path.name
 
 
-def plot(results: dict[str, Any], path: str | os.PathLike) -> bool:
-    """Accuracy against K, one line per task (GPT-3's figure); False when no task has an accuracy."""
+def figure(results: dict[str, Any]) -> Figure | None:
+    """Accuracy against K, one line per task (GPT-3's figure), with standard-error bars; a K capped for
+    some prompts (fewer examples fit the context or the few-shot pool) is drawn hollow. None when no task
+    has an accuracy."""
     lines = {
-        name: ([int(k) for k in entry["shots"]], [v["metrics"][ACCURACY[entry["output_type"]]]["value"] for v in entry["shots"].values()])
+        name: [(int(k), at_k["metrics"][ACCURACY[entry["output_type"]]], at_k.get("capped", 0) > 0)
+               for k, at_k in entry["shots"].items()]
         for name, entry in results["tasks"].items()
         if ACCURACY.get(entry["output_type"]) in next(iter(entry["shots"].values()))["metrics"]
     }
     if not lines:
-        return False
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for name, (shots, values) in lines.items():
-        axes.plot(shots, values, marker="o", label=name)
-    shots = sorted({k for ks, _ in lines.values() for k in ks})
-    axes.set_xticks(shots)
+    drawing, axes = plt.subplots(figsize=(6, 4))
+    for name, points in lines.items():
+        shots = [k for k, _, _ in points]
+        values = [m["value"] for _, m, _ in points]
+        errors = [m["stderr"] or 0.0 for _, m, _ in points]
+        color = axes.errorbar(shots, values, yerr=errors, capsize=3, label=name).lines[0].get_color()
+        for cut in (False, True):
+            marked = [(k, m["value"]) for k, m, capped in points if capped == cut]
+            if marked:
+                axes.plot(*zip(*marked), "o", color=color, markerfacecolor="white" if cut else color, zorder=3)
+    if any(capped for points in lines.values() for _, _, capped in points):
+        axes.plot([], [], "o", color="gray", markerfacecolor="white", label=CAPPED_LABEL)
+    axes.set_xticks(sorted({k for points in lines.values() for k, _, _ in points}))
     axes.set_xlabel("examples in context (K)")
-    axes.set_ylabel("accuracy")
+    axes.set_ylabel("accuracy (± standard error)")
     axes.set_title(f"{model_name(results['model']) if results['model'] else 'model'}: zero-, one- and few-shot")
     axes.set_ylim(0, 1)
     axes.grid(alpha=0.3)
     axes.legend()
-    figure.tight_layout()
-    atomic.write_figure(path, figure)
-    return True
+    drawing.tight_layout()
+    return drawing
+
+
+def plot(results: dict[str, Any], path: str | os.PathLike) -> bool:
+    """`figure` written to `path` as PNG; False when there is nothing to plot."""
+    drawing = figure(results)
+    if drawing is not None:
+        atomic.write_figure(path, drawing)
+    return drawing is not None
+
+
+def check_out(out: str | os.PathLike) -> None:
+    """Refuse an output directory that cannot be made, or that holds an earlier evaluation's files
+    (nothing is overwritten): checked before the work, so that none of it is lost at the end."""
+    out = Path(out)
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        where = "" if existing == out else f" (in the output path {out})"
+        raise GptlabError(f"{existing} is a file, not a directory{where}: choose another output directory")
+    if out.is_dir():
+        earlier = sorted(p.name for p in out.iterdir() if p.name in (RESULTS, PLOT) or SAMPLES.fullmatch(p.name))
+        if earlier:
+            shown = ", ".join(earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+            raise GptlabError(f"{out} already holds an evaluation ({shown}); choose another output directory "
+                              f"or move those files away")
+
+
+def to_json(results: dict[str, Any]) -> str:
+    """results.json's text: the results without the logged samples, which have files of their own."""
+    return json.dumps({key: value for key, value in results.items() if key != "samples"}, indent=2) + "\n"
 
 
 def write(results: dict[str, Any], out: str | os.PathLike) -> list[Path]:
-    """results.json and accuracy_vs_shots.png in `out`, each written atomically; the paths written."""
+    """results.json, accuracy_vs_shots.png and, where samples were logged, one samples_<task>_<K>shot.jsonl
+    per task and K, each written atomically into `out` (which must hold no earlier evaluation); the paths."""
     out = Path(out)
-    atomic.write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
-    written = [out / "results.json"]
-    if plot(results, out / "accuracy_vs_shots.png"):
-        written.append(out / "accuracy_vs_shots.png")
+    check_out(out)
+    atomic.write_text(out / RESULTS, to_json(results))
+    written = [out / RESULTS]
+    if plot(results, out / PLOT):
+        written.append(out / PLOT)
+    for name, records in results.get("samples", {}).items():
+        path = out / f"samples_{_UNSAFE.sub('_', name)}.jsonl"
+        atomic.write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
+        written.append(path)
     return written

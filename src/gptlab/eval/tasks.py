@@ -173,35 +173,38 @@ class Task:
 
     # --- prompts --------------------------------------------------------------------------------
 
+    @property
+    def max_shots(self) -> int:
+        """The most examples a prompt can hold: the pool, less one where the harness draws K+1 to leave
+        out the evaluated document (see excludes_eval_doc; `first_n` takes the first K of the others)."""
+        first_n = self.fewshot("sampler") == "first_n"
+        less = self.excludes_eval_doc and (not first_n or self.fewshot_docs is self.docs)
+        return max(0, len(self.fewshot_docs) - less)
+
     def sampler(self) -> Callable[[int, dict[str, Any]], list[dict[str, Any]]]:
-        """Draws shots for one run: a fresh generator, seeded as the harness seeds it."""
+        """Draws shots for one run: a fresh generator, seeded as the harness seeds it. K above `max_shots`
+        is capped to it (the harness would fail), and a document found more than once in the pool gets
+        as many of the others as there are."""
         rnd = random.Random(FEWSHOT_SEED)
         exclude = self.excludes_eval_doc
         pool = self.fewshot_docs
         first_n = self.fewshot("sampler") == "first_n"
 
         def draw(k: int, doc: dict[str, Any]) -> list[dict[str, Any]]:
+            if first_n:
+                return ([d for d in pool if d != doc] if exclude else pool)[:k]
+            k = min(k, self.max_shots)
             if k == 0:
                 return []
-            if first_n:
-                candidates = [d for d in pool if d != doc] if exclude else pool
-                self._check_pool(k, len(candidates))
-                return candidates[:k]
-            self._check_pool(k + exclude, len(pool))
             if not exclude:
                 return rnd.sample(pool, k)
             shots = [d for d in rnd.sample(pool, k + 1) if d != doc][:k]
             if len(shots) < k:  # the evaluated document occurs more than once in the pool
                 others = [d for d in pool if d != doc]
-                self._check_pool(k, len(others))
-                shots = rnd.sample(others, k)
+                shots = rnd.sample(others, min(k, len(others)))
             return shots
 
         return draw
-
-    def _check_pool(self, k: int, available: int) -> None:
-        if k > available:
-            raise GptlabError(f"task {self.name}: {k} few-shot examples requested but its {self.fewshot_source} has {available}")
 
     def prompt(self, index: int, doc: dict[str, Any], shots: list[dict[str, Any]]) -> Prompt:
         where = f"{self.eval_split} row {index + 1}"
