@@ -178,3 +178,68 @@ def test_linear_layers_give_the_same_result_on_the_decode_path(monkeypatch):
         assert torch.allclose(layer(inputs[(5,)]), plain[(5,)], atol=1e-5)  # with gradients: nn.Linear's path
         assert len(calls) == 3
         calls.clear()
+
+
+def test_any_integer_seed_is_taken_modulo_the_generators_range():
+    """OpenAI accepts seeds past 64 bits; torch's generator does not: they map into its range, deterministically."""
+    engine = Engine(make_model(), max_batch=2)
+
+    def sample(seed: int) -> list[int]:
+        return engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=12, temperature=1.0, seed=seed))[0].tokens
+
+    huge = 10**30
+    assert sample(huge) == sample(huge) == sample(huge % 2**64)
+    assert sample(2**64) == sample(0) and sample(-1) == sample(2**64 - 1)
+
+
+def test_a_request_that_fails_ends_alone_and_the_batch_runs_on(monkeypatch):
+    """One request whose token cannot be picked finishes with an error; the others decode as they would alone,
+    and the engine serves the next request. `run` (the CLI and the Python API) raises the error."""
+    import gptlab.engine.engine as engine_module
+
+    picked = engine_module.next_tokens
+
+    def failing(logits, params, generator):
+        if params.seed == 666:
+            raise RuntimeError("injected failure")
+        return picked(logits, params, generator)
+
+    monkeypatch.setattr(engine_module, "next_tokens", failing)
+    model = make_model()
+    engine = Engine(model, max_batch=3)
+    greedy = SamplingParams(max_new_tokens=12, temperature=0)
+    poisoned = SamplingParams(max_new_tokens=12, temperature=1.0, seed=666)
+    arrivals = {0: [(PROMPTS[0], greedy)], 2: [(PROMPTS[1], poisoned)], 3: [(PROMPTS[2], greedy)]}
+    outputs: dict[int, list] = {}
+    step = 0
+    while engine.has_work or step <= 3:
+        for prompt, params in arrivals.get(step, []):
+            outputs[engine.add(prompt, params)] = []
+        for out in engine.step():
+            outputs[out.request_id].append(out)
+        step += 1
+    first, bad, third = outputs.values()
+    assert [(o.token, o.finish_reason, str(o.error)) for o in bad] == [(-1, "error", "injected failure")]
+    for prompt, outs in ((PROMPTS[0], first), (PROMPTS[2], third)):
+        assert [o.token for o in outs] == reference(model, prompt, 12)[0] and outs[-1].finish_reason == "length"
+        assert all(o.error is None for o in outs)
+    assert engine.num_running == 0
+    with pytest.raises(RuntimeError, match="injected failure"):
+        engine.generate([PROMPTS[0]], poisoned)
+    assert engine.generate([PROMPTS[3]], greedy)[0].tokens == reference(model, PROMPTS[3], 12)[0]
+
+
+def test_logit_bias_is_added_to_the_logits_before_picking():
+    model = make_model()
+    engine = Engine(model, max_batch=2)
+    plain = reference(model, PROMPTS[0], 6)[0]
+    forced = SamplingParams(max_new_tokens=6, temperature=1.0, logit_bias={33: 100})
+    assert engine.generate([PROMPTS[0]], forced)[0].tokens == [33] * 6
+    banned = SamplingParams(max_new_tokens=6, temperature=0, logit_bias={plain[0]: -100})
+    assert engine.generate([PROMPTS[0]], banned)[0].tokens[0] != plain[0]
+    with pytest.raises(GptlabError, match=r"logit_bias: token ids must be in \[0, 97\)"):
+        engine.add(PROMPTS[0], SamplingParams(logit_bias={VOCAB: 1}))
+    for bias, message in [({1: 100.5}, r"must be in \[-100, 100\]"), ({1: float("nan")}, "must be in"),
+                          ({-1: 1}, "integers >= 0")]:
+        with pytest.raises(GptlabError, match=message):
+            SamplingParams(logit_bias=bias)

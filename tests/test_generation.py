@@ -138,3 +138,15 @@ def test_text_stream_flushes_held_text_at_the_end():
     stream = TextStream(("END",))
     assert stream.push(b"abc EN") == "abc "
     assert stream.close() == "EN"
+
+
+def test_a_tiny_temperature_is_greedy_not_a_crash():
+    """Dividing the logits by a temperature near 0 overflows float32 (inf - inf = NaN); it must pick the best."""
+    torch.manual_seed(0)
+    logits = torch.randn(4, 50) * 5
+    gen = torch.Generator().manual_seed(0)
+    for temperature in (1e-40, 1e-300, 5e-324):
+        assert torch.equal(next_tokens(logits, SamplingParams(temperature=temperature), gen), logits.argmax(-1))
+    for name in ("temperature", "top_p", "repetition_penalty"):
+        with pytest.raises(GptlabError, match=f"{name} must be a finite number"):
+            SamplingParams(**{name: float("inf")})

@@ -90,6 +90,25 @@ def test_playground_streams_and_stop_cancels(url, browser):
         time.sleep(0.02)
 
 
+def test_playground_works_with_an_api_key(tmp_path_factory, browser):
+    """With --api-key the page still loads; it asks for the key, and with it shows the model and generates."""
+    from selenium.webdriver.common.by import By
+
+    app = create_app(gptlab.load(make_checkpoint(tmp_path_factory.mktemp("keyed"))), model_name=NAME, max_batch=2,
+                     max_queue=2, api_key="sekret")
+    with serving(app) as url:
+        _fill(browser, url, "red green", "0", "8")
+        _wait(browser, lambda: _text(browser, "status").startswith("error"))
+        assert _text(browser, "status").startswith("error 401: missing or incorrect API key")
+        _wait(browser, lambda: _text(browser, "model").startswith("This server needs an API key"))
+        browser.find_element(By.ID, "api-key").send_keys("sekret")
+        browser.find_element(By.ID, "prompt").click()  # leaving the field fires its change event
+        _wait(browser, lambda: _text(browser, "model").startswith(f"model: {NAME}"))
+        browser.find_element(By.ID, "generate").click()
+        _wait(browser, lambda: _text(browser, "status").startswith("done"))
+        assert "8 tokens" in _text(browser, "status")
+
+
 def test_playground_shows_errors(url, browser):
     _fill(browser, url, "north", "0", "99999")
     _wait(browser, lambda: _text(browser, "status").startswith("error"))

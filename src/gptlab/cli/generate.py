@@ -10,6 +10,9 @@ from gptlab.files import read_text
 from gptlab.generation.params import DEFAULT_MAX_NEW_TOKENS, SamplingParams
 
 _DEFAULTS = SamplingParams()  # the library's defaults are the command's
+_SAMPLING = ("temperature", "top_k", "top_p", "repetition_penalty", "seed")
+"""Options that shape sampling: None unless given, so that beam search can refuse them."""
+DEFAULT_LENGTH_PENALTY = 0.6
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -25,27 +28,27 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "--max-new-tokens", type=int, default=_DEFAULTS.max_new_tokens,
         help=f"tokens to generate per prompt (default: as many as fit in the context, up to {DEFAULT_MAX_NEW_TOKENS})",
     )
-    parser.add_argument(
-        "--temperature", type=float, default=_DEFAULTS.temperature, help=f"0 = greedy (default {_DEFAULTS.temperature})"
-    )
+    parser.add_argument("--temperature", type=float, help=f"0 = greedy (default {_DEFAULTS.temperature})")
     parser.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
     parser.add_argument("--top-p", type=float, help="nucleus sampling: smallest set holding this probability mass")
     parser.add_argument(
-        "--repetition-penalty", type=float, default=_DEFAULTS.repetition_penalty,
-        help="CTRL-style penalty (>1 discourages repeats)",
+        "--repetition-penalty", type=float,
+        help=f"CTRL-style penalty (>1 discourages repeats; default {_DEFAULTS.repetition_penalty})",
     )
     parser.add_argument("--seed", type=int, help="random seed for reproducible samples")
     parser.add_argument("--stop", action="append", default=[], help="stop when this text appears (repeatable)")
     parser.add_argument("--num-samples", type=int, default=1, help="completions per prompt (default 1)")
     parser.add_argument("--truncate", action="store_true", help="drop the start of a prompt that does not fit the context")
-    parser.add_argument("--echo", action="store_true", help="print the prompt before its completion")
+    parser.add_argument("--echo", action="store_true", help="print each prompt, then its completion")
     parser.add_argument(
-        "--num-beams", type=int, default=1,
-        help="beam search with this many beams instead of sampling (GPT-3 used 4); prints the best beam",
+        "--num-beams", type=int,
+        help="beam search with this many beams instead of sampling (GPT-3 used 4; 1 is greedy decoding); "
+             "prints the best beam",
     )
     parser.add_argument(
-        "--length-penalty", type=float, default=0.6,
-        help="beam search: a beam's score is its log-probability / length ** this (default 0.6, as GPT-3)",
+        "--length-penalty", type=float,
+        help=f"beam search: a beam's score is its log-probability / length ** this (default {DEFAULT_LENGTH_PENALTY}, "
+             "as GPT-3)",
     )
     parser.add_argument(
         "--precision", choices=("fp32", "bf16", "int8"), default="fp32",
@@ -83,21 +86,28 @@ def run(args: argparse.Namespace) -> None:
         prompts = [""]  # unconditional sample, started from <|endoftext|>
     if args.num_samples < 1:
         raise GptlabError(f"--num-samples must be at least 1, got {args.num_samples}")
-    if args.num_beams < 1:
-        raise GptlabError(f"--num-beams must be at least 1, got {args.num_beams}")
-    params = SamplingParams(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty, seed=args.seed, stop=tuple(args.stop), truncate=args.truncate,
-    )
+    sampling = {name: getattr(args, name) for name in _SAMPLING if getattr(args, name) is not None}
+    if args.num_beams is not None:
+        if args.num_beams < 1:
+            raise GptlabError(f"--num-beams must be at least 1, got {args.num_beams}")
+        given = [f"--{name.replace('_', '-')}" for name in sampling] + ["--num-samples"] * (args.num_samples > 1)
+        if given:
+            raise GptlabError(f"--num-beams searches for the likeliest text and samples nothing: drop {', '.join(given)}")
+        sampling["temperature"] = 0  # one beam is greedy decoding
+    elif args.length_penalty is not None:
+        raise GptlabError("--length-penalty applies to beam search only: add --num-beams")
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop), truncate=args.truncate, **sampling)
     lm = gptlab.load(args.checkpoint, device=args.device, precision=args.precision)
     batch = [p for p in prompts for _ in range(args.num_samples)]
-    if args.num_beams > 1:
-        pieces = _beams(lm, batch, params, args.num_beams, args.length_penalty)
+    if args.num_beams is not None and args.num_beams > 1:
+        length_penalty = DEFAULT_LENGTH_PENALTY if args.length_penalty is None else args.length_penalty
+        pieces = _beams(lm, batch, params, args.num_beams, length_penalty)
     else:
         pieces = stream_batch(lm.model, lm.require_tokenizer(), batch, params)
     if len(batch) == 1:
         if args.echo:
             sys.stdout.write(batch[0])
+            sys.stdout.flush()  # the prompt shows at once, before the model's first token
         for _, piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()

@@ -25,7 +25,9 @@ from gptlab.generation.sampling import apply_repetition_penalty, next_tokens
 from gptlab.model import GPT, SlotCache
 from gptlab.tokenizer import Tokenizer
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "error"]
+SEED_RANGE = 2**64
+"""A torch generator's seeds: any integer seed is taken modulo this."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,9 @@ class TokenOutput:
     top_logprobs: list[tuple[int, float]]
     """The `params.logprobs` most likely tokens at this step and their log-probabilities."""
     finish_reason: FinishReason | None
-    """None while the request runs; "stop" at end of text or a stop string; "length" at its token budget."""
+    """None while the request runs; "stop" at end of text or a stop string; "length" at its token budget;
+    "error" when picking its token failed (`error` says why; `token` is -1): it alone ends, the batch runs on."""
+    error: Exception | None = None
 
 
 @dataclass
@@ -95,9 +99,14 @@ class _Request:
         self.pending = -1  # last sampled token, fed to the model at the next decode step
         self.generator = torch.Generator(device=engine.device)
         if params.seed is not None:
-            self.generator.manual_seed(params.seed)
+            self.generator.manual_seed(params.seed % SEED_RANGE)
         else:
             self.generator.seed()
+        self.bias: tuple[torch.Tensor, torch.Tensor] | None = None  # logit_bias as (token ids, [1, n] biases)
+        if params.logit_bias:
+            ids, values = zip(*params.logit_bias.items(), strict=True)
+            self.bias = (torch.tensor(ids, device=engine.device),
+                         torch.tensor([values], dtype=torch.float32, device=engine.device))
         self.text = TextStream(params.stop)
         self.seen: torch.Tensor | None = None  # tokens present so far, for the repetition penalty
         if params.repetition_penalty != 1.0:
@@ -147,6 +156,8 @@ class Engine:
             raise GptlabError("stop strings need a tokenizer to read the generated text")
         if min(prompt) < 0 or max(prompt) >= self.vocab_size:
             raise GptlabError(f"prompt token ids must be in [0, {self.vocab_size}), got {min(prompt)}..{max(prompt)}")
+        if params.logit_bias and max(params.logit_bias) >= self.vocab_size:
+            raise GptlabError(f"logit_bias: token ids must be in [0, {self.vocab_size}), got {max(params.logit_bias)}")
         prompt = fit_prompt(prompt, self.n_ctx, params)
         request = _Request(next(self._ids), prompt, params, params.new_tokens(len(prompt), self.n_ctx), self)
         self.waiting.append(request)
@@ -195,26 +206,31 @@ class Engine:
         return self.model.lm_head(hidden[torch.arange(len(requests), device=self.device), last])
 
     def _sample(self, requests: list[_Request], logits: torch.Tensor) -> list[TokenOutput]:
+        """Each request's next token; a request whose token cannot be had fails alone (finish_reason "error")."""
         logits = logits[:, : self.vocab_size]
-        plain = all(r.params.temperature == 0 and r.seen is None for r in requests)
-        if plain:
-            tokens = logits.argmax(dim=-1).tolist()
-        else:
-            tokens = [self._pick(r, logits[i : i + 1]) for i, r in enumerate(requests)]
+        plain = all(r.params.temperature == 0 and r.seen is None and r.bias is None for r in requests)
+        greedy = logits.argmax(dim=-1).tolist() if plain else None
         want = [r.params.logprobs is not None for r in requests]
         logprobs = torch.log_softmax(logits.float(), dim=-1) if any(want) else None
         outputs = []
-        for i, (request, token) in enumerate(zip(requests, tokens, strict=True)):
-            logprob, top = None, []
-            if want[i]:
-                logprob = logprobs[i, token].item()
-                if request.params.logprobs:
-                    values, ids = logprobs[i].topk(request.params.logprobs)
-                    top = list(zip(ids.tolist(), values.tolist(), strict=True))
-            outputs.append(self._advance(request, token, logprob, top))
+        for i, request in enumerate(requests):
+            try:
+                token = greedy[i] if greedy is not None else self._pick(request, logits[i : i + 1])
+                logprob, top = None, []
+                if want[i]:
+                    logprob = logprobs[i, token].item()
+                    if request.params.logprobs:
+                        values, ids = logprobs[i].topk(request.params.logprobs)
+                        top = list(zip(ids.tolist(), values.tolist(), strict=True))
+                outputs.append(self._advance(request, token, logprob, top))
+            except Exception as e:  # noqa: BLE001 - one request's failure must not end the others'
+                request.pending = -1
+                outputs.append(TokenOutput(request.id, -1, "", None, [], "error", e))
         return outputs
 
     def _pick(self, request: _Request, logits: torch.Tensor) -> int:
+        if request.bias is not None:
+            logits = logits.float().index_add(1, *request.bias)
         if request.seen is not None:
             logits = apply_repetition_penalty(logits, request.seen[None], request.params.repetition_penalty)
         return int(next_tokens(logits, request.params, request.generator)[0])
@@ -256,6 +272,8 @@ class Engine:
         while remaining:
             for output in self.step():
                 if output.request_id in remaining:
+                    if output.error is not None:
+                        raise output.error
                     yield index[output.request_id], output
                     if output.finish_reason:
                         remaining.discard(output.request_id)

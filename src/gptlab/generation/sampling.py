@@ -18,7 +18,11 @@ def next_tokens(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     """logits [B, V] -> token ids [B]."""
     if params.temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / params.temperature
+    # measured from the best logit and divided by at least float32's smallest normal number, so that a tiny
+    # temperature leaves the best tokens at 0 and the rest at -inf (greedy) instead of making NaNs
+    logits = logits.float()
+    temperature = max(params.temperature, torch.finfo(logits.dtype).tiny)
+    logits = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
     if params.top_k is not None and params.top_k < logits.shape[-1]:
         kth = torch.topk(logits, params.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

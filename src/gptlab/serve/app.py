@@ -1,18 +1,18 @@
 """The FastAPI app: OpenAI's completions API, tokenizer endpoints (as vLLM names them, which
 lm-evaluation-harness's remote tokenizer reads), health, Prometheus metrics and the playground page.
 
-Every error, FastAPI's own validation errors included, is answered as OpenAI's `{"error": {...}}`.
+Every error, FastAPI's own validation errors included, is answered as OpenAI's `{"error": {...}}`. With an
+API key, every route but /health and the playground page needs it; every route has a body-size limit.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -21,8 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gptlab.checkpoint import LanguageModel
 from gptlab.engine import Engine
 from gptlab.errors import GptlabError
-from gptlab.serve import chat
+from gptlab.serve import DEFAULT_MAX_BODY_BYTES, chat
 from gptlab.serve.completions import Served, chat_completion, completion
+from gptlab.serve.guard import BodyTooLarge, Guard
 from gptlab.serve.metrics import Metrics
 from gptlab.serve.protocol import (
     ApiError, ChatCompletionRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest, validation_error,
@@ -33,16 +34,22 @@ from gptlab.serve.worker import Worker
 log = logging.getLogger("gptlab.serve")
 
 GENERATION_PATHS = ("/v1/completions", "/v1/chat/completions")
+OPEN_PATHS = ("/health", "/")
+"""What answers without the API key: a health check, and the playground page (which asks for the key)."""
 
 
 def create_app(
-    lm: LanguageModel, *, model_name: str, max_batch: int = 16, max_queue: int = 64, api_key: str | None = None
+    lm: LanguageModel, *, model_name: str, max_batch: int = 16, max_queue: int = 64, api_key: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """An app serving `lm` under `model_name`: at most `max_batch` sequences decode together and
-    `max_queue` more wait for a slot; past that, requests get 429. With `api_key`, /v1/* needs it as a
-    Bearer token. The engine thread runs while the app does (its lifespan)."""
+    `max_queue` more wait for a slot; past that, requests get 429. With `api_key`, every route but
+    OPEN_PATHS needs it as a Bearer token. A request body over `max_body_bytes` gets 413. The engine
+    thread runs while the app does (its lifespan)."""
     if max_queue < 0:
         raise GptlabError(f"max_queue must be >= 0, got {max_queue}")
+    if max_body_bytes < 1:
+        raise GptlabError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
     tokenizer = lm.require_tokenizer()
     metrics = Metrics()
     worker = Worker(Engine(lm.model, tokenizer, max_batch=max_batch), max_queue, metrics)
@@ -59,7 +66,7 @@ def create_app(
     app = FastAPI(title="gptlab", lifespan=lifespan, docs_url=None, redoc_url=None)
     _add_error_handlers(app)
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(_bearer(api_key))] if api_key else [])
+    v1 = APIRouter(prefix="/v1")
 
     @v1.post("/completions")
     async def completions(req: CompletionRequest, request: Request) -> Response:
@@ -118,6 +125,7 @@ def create_app(
     async def playground() -> str:
         return page
 
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes, open_paths=OPEN_PATHS)
     app.add_middleware(_Measured, metrics=metrics)
     return app
 
@@ -127,43 +135,32 @@ def _model_card(served: Served) -> dict:
             "max_model_len": served.n_ctx}
 
 
-def _bearer(api_key: str):
-    expected = f"Bearer {api_key}".encode()
-
-    async def check(request: Request) -> None:
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise ApiError(401, "missing or incorrect API key: send it as 'Authorization: Bearer KEY'",
-                           code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-
-    return check
-
-
 def _add_error_handlers(app: FastAPI) -> None:
-    def answer(error: ApiError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
-
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError) -> JSONResponse:
-        return answer(e)
+        return e.response()
 
     @app.exception_handler(GptlabError)
     async def gptlab_error(request: Request, e: GptlabError) -> JSONResponse:
-        return answer(ApiError(400, str(e)))
+        return ApiError(400, str(e)).response()
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
-        return answer(validation_error(list(e.errors())))
+        return validation_error(list(e.errors())).response()
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, e: BodyTooLarge) -> JSONResponse:
+        return e.error().response()
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
         kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
-        return answer(ApiError(e.status_code, f"{request.method} {request.url.path}: {e.detail}", type=kind))
+        return ApiError(e.status_code, f"{request.method} {request.url.path}: {e.detail}", type=kind).response()
 
     @app.exception_handler(Exception)
     async def crash(request: Request, e: Exception) -> JSONResponse:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return answer(ApiError(500, f"internal error: {type(e).__name__}: {e}", type="server_error"))
+        return ApiError(500, f"internal error: {type(e).__name__}: {e}", type="server_error").response()
 
 
 class _Measured:

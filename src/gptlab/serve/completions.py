@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -24,6 +25,7 @@ from gptlab.serve.protocol import ApiError, ChatCompletionRequest, CompletionReq
 from gptlab.serve.tokens import TokenText
 from gptlab.serve.worker import Job, Worker
 
+log = logging.getLogger("gptlab.serve")
 T = TypeVar("T")
 CLIENT_GONE = 499  # nginx's status for a request whose client closed the connection
 
@@ -78,12 +80,19 @@ class Served:
         return new
 
 
-def _refuse_unsupported(req: CompletionRequest | ChatCompletionRequest) -> None:
+def _check_sampling(served: Served, req: CompletionRequest | ChatCompletionRequest) -> None:
+    """What the request models alone cannot check: fields given values this server does not implement,
+    and token ids against the vocabulary."""
     for name in ("presence_penalty", "frequency_penalty"):
         if getattr(req, name):
             raise ApiError(400, f"{name} is not supported; use repetition_penalty", param=name)
     if req.stream_options is not None and not req.stream:
         raise ApiError(400, "stream_options is only allowed with stream: true", param="stream_options")
+    vocab = served.text.tokenizer.vocab_size
+    if req.logit_bias and max(req.logit_bias) >= vocab:
+        raise ApiError(400, f"logit_bias: token id {max(req.logit_bias)} is not in the vocabulary [0, {vocab})",
+                       param="logit_bias")
+    served.check_model(req.model)
 
 
 def _sampling(req: CompletionRequest | ChatCompletionRequest, budget: int, choice: int, stop: tuple[str, ...],
@@ -92,7 +101,7 @@ def _sampling(req: CompletionRequest | ChatCompletionRequest, budget: int, choic
     return SamplingParams(
         max_new_tokens=budget, temperature=req.temperature, top_p=None if req.top_p == 1 else req.top_p,
         top_k=req.top_k, repetition_penalty=req.repetition_penalty, stop=stop, logprobs=logprobs,
-        seed=None if req.seed is None else req.seed + choice,
+        seed=None if req.seed is None else req.seed + choice, logit_bias=req.logit_bias,
     )
 
 
@@ -188,7 +197,7 @@ def _event(data: dict[str, Any] | str) -> str:
 
 async def _events(reply: _TextCompletion | _ChatCompletion) -> AsyncIterator[str]:
     """SSE framing of a reply's chunks, then its usage when asked for: an error mid-stream becomes an
-    error event; [DONE] ends the stream."""
+    error event (OpenAI's error body); [DONE] ends the stream."""
     try:
         async for chunk in reply.chunks():
             yield _event(chunk)
@@ -196,6 +205,9 @@ async def _events(reply: _TextCompletion | _ChatCompletion) -> AsyncIterator[str
             yield _event({**reply.head(), "choices": [], "usage": reply.run.usage()})
     except ApiError as e:
         yield _event(e.body())
+    except Exception as e:  # noqa: BLE001 - the status line is sent: the error can only be an event
+        log.exception("a stream failed")
+        yield _event(ApiError(500, f"internal error: {type(e).__name__}: {e}", type="server_error").body())
     yield _event("[DONE]")
 
 
@@ -225,8 +237,7 @@ class _Run:
 
 
 async def completion(served: Served, req: CompletionRequest, request: Request) -> Response:
-    _refuse_unsupported(req)
-    served.check_model(req.model)
+    _check_sampling(served, req)
     if req.best_of not in (None, req.n):
         raise ApiError(400, "best_of other than n is not supported", param="best_of")
     if req.suffix:
@@ -311,11 +322,10 @@ class _TextCompletion:
 
 
 async def chat_completion(served: Served, req: ChatCompletionRequest, request: Request) -> Response:
-    _refuse_unsupported(req)
-    served.check_model(req.model)
+    _check_sampling(served, req)
     if req.logprobs:
         raise ApiError(400, "logprobs are not supported on chat completions; use /v1/completions", param="logprobs")
-    prompt = chat.render([{"role": m.role, "content": m.text()} for m in req.messages])
+    prompt = chat.render([{"role": m.role, "content": m.content} for m in req.messages])
     ids = served.text.tokenizer.encode(prompt)  # message text is text: a special token's name in it stays text
     budget = served.budget(ids, req.max_completion_tokens or req.max_tokens)
     params = [_sampling(req, budget, j, (chat.STOP, *req.stop), None) for j in range(req.n)]

@@ -1,14 +1,19 @@
 """The OpenAI wire format: request bodies as pydantic models, errors as OpenAI's `{"error": {...}}`.
 
-Request models are strict (a string is never taken for a number, nor a number for a boolean), so a
-malformed request fails validation with a 400 that names the field instead of being guessed at.
+Request models are strict (a string is never taken for a number, nor a number for a boolean, nor
+Infinity or NaN for a number), and a field this server does not implement is refused rather than
+ignored, so a malformed request fails validation with a 400 that names the field instead of being
+guessed at. Only metadata that changes nothing (`user`) is accepted and ignored.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+from starlette.responses import JSONResponse
 
 MAX_LOGPROBS = 20
 """Most alternatives per token a request may ask for (OpenAI allows 5, vLLM 20)."""
@@ -32,6 +37,9 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
 
 def _prompt(value: Any) -> str | list[str] | list[int] | list[list[int]]:
     def ints(v: Any) -> bool:
@@ -54,12 +62,42 @@ def _stop(value: Any) -> tuple[str, ...]:
     raise ValueError("must be a string or a list of strings")
 
 
+def _logit_bias(value: Any) -> dict[int, float]:
+    """OpenAI's logit_bias: {"token id": bias in [-100, 100]} as {id: bias}."""
+    if not isinstance(value, dict):
+        raise ValueError("must be an object mapping token ids to biases")
+    bias = {}
+    for key, number in value.items():
+        if not re.fullmatch("[0-9]+", key):
+            raise ValueError(f"keys must be token ids (non-negative integers), got {key!r}")
+        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+            raise ValueError(f"the bias of token {key} must be a finite number, got {number!r}")
+        if not -100 <= number <= 100:
+            raise ValueError(f"the bias of token {key} must be in [-100, 100], got {number}")
+        bias[int(key)] = float(number)
+    return bias
+
+
+def _content(value: Any) -> str:
+    """A message's text: a string, or a list of text parts ({"type": "text", "text": ...}) joined."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(
+        isinstance(part, dict) and part.keys() == {"type", "text"} and part["type"] == "text"
+        and isinstance(part["text"], str) for part in value
+    ):
+        return "".join(part["text"] for part in value)
+    raise ValueError('must be a string or a list of text parts ({"type": "text", "text": "..."}); only text is supported')
+
+
 Prompt = Annotated[str | list[str] | list[int] | list[list[int]], PlainValidator(_prompt)]
 Stop = Annotated[tuple[str, ...], PlainValidator(_stop)]
+LogitBias = Annotated[dict[int, float], PlainValidator(_logit_bias)]
+Content = Annotated[str, PlainValidator(_content)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True)  # unknown fields (user, ...) are ignored, as OpenAI's own clients send some
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
 class StreamOptions(_Strict):
@@ -82,6 +120,9 @@ class _Sampling(_Strict):
     stream_options: StreamOptions | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    logit_bias: LogitBias | None = None
+    user: str | None = None
+    """Metadata: accepted and ignored."""
 
 
 class CompletionRequest(_Sampling):
@@ -96,15 +137,7 @@ class CompletionRequest(_Sampling):
 
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[dict[str, Any]]
-
-    def text(self) -> str:
-        """The content's text: a string, or the text parts of a list of content parts."""
-        if isinstance(self.content, str):
-            return self.content
-        if any(part.get("type") != "text" or not isinstance(part.get("text"), str) for part in self.content):
-            raise ApiError(400, "only text content parts are supported", param="messages")
-        return "".join(part["text"] for part in self.content)
+    content: Content
 
 
 class ChatCompletionRequest(_Sampling):
@@ -131,6 +164,9 @@ def validation_error(errors: list[dict[str, Any]]) -> ApiError:
     if error.get("type") == "json_invalid":
         reason = error.get("ctx", {}).get("error", "")
         return ApiError(400, f"request body is not valid JSON: {reason}".rstrip(": "))
+    if error.get("type") == "extra_forbidden":
+        return ApiError(400, f"unrecognized request argument supplied: {'.'.join(loc)} (this server does not implement it)",
+                        param=loc[0])
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     if not loc:
         return ApiError(400, f"request body: {message}")

@@ -141,6 +141,10 @@ class Worker:
         except GptlabError as e:
             self._deliveries.append((sequence, ApiError(400, str(e), param="prompt")))
             return
+        except Exception as e:  # noqa: BLE001 - reported to the request; the server keeps serving
+            log.exception("adding a request failed")
+            self._deliveries.append((sequence, _failed(e)))
+            return
         self._live[sequence.rid] = sequence
 
     def cancel(self, sequences: list[_Sequence]) -> None:
@@ -170,7 +174,10 @@ class Worker:
                         return
                     commands, self._commands = self._commands, []
                 for command in commands:
-                    command()
+                    try:
+                        command()
+                    except Exception:  # noqa: BLE001 - add and score answer their own requests; keep serving
+                        log.exception("an engine command failed")
                 if self.engine.has_work:
                     self._step()
                 self.metrics.waiting.set(self.engine.num_waiting)
@@ -186,20 +193,28 @@ class Worker:
     def _step(self) -> None:
         try:
             outputs = self.engine.step()
-        except Exception as e:  # noqa: BLE001 - fail the requests in flight, keep serving the next ones
-            log.exception("engine step failed")
-            error = ApiError(500, f"generation failed: {e}", type="server_error")
+        except Exception as e:  # noqa: BLE001 - the batch's forward pass failed: fail the requests in flight,
+            log.exception("engine step failed")  # keep serving the next ones
             for rid, sequence in self._live.items():
                 self.engine.cancel(rid)
-                self._deliveries.append((sequence, error))
+                self._deliveries.append((sequence, _failed(e)))
             self._live.clear()
             return
         for output in outputs:
             sequence = self._live[output.request_id]
             if output.finish_reason is not None:
                 del self._live[output.request_id]
-            self._deliveries.append((sequence, output))
-        self.metrics.generated(len(outputs))
+            if output.error is not None:
+                log.error("a request failed", exc_info=output.error)
+                self._deliveries.append((sequence, _failed(output.error)))
+            else:
+                self._deliveries.append((sequence, output))
+        self.metrics.generated(sum(output.error is None for output in outputs))
+
+
+def _failed(error: Exception) -> ApiError:
+    """A request the server could not complete: OpenAI's 500."""
+    return ApiError(500, f"generation failed: {type(error).__name__}: {error}", type="server_error")
 
 
 def _deliver(deliveries: list[tuple[Any, Any]]) -> None:
