@@ -92,11 +92,15 @@ def run(args: argparse.Namespace) -> None:
             raise GptlabError(f"--num-beams must be at least 1, got {args.num_beams}")
         given = [f"--{name.replace('_', '-')}" for name in sampling] + ["--num-samples"] * (args.num_samples > 1)
         if given:
-            raise GptlabError(f"--num-beams searches for the likeliest text and samples nothing: drop {', '.join(given)}")
+            raise GptlabError(
+                f"--num-beams searches for the likeliest text and samples nothing: drop {', '.join(given)}"
+            )
         sampling["temperature"] = 0  # one beam is greedy decoding
     elif args.length_penalty is not None:
         raise GptlabError("--length-penalty applies to beam search only: add --num-beams")
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop), truncate=args.truncate, **sampling)
+    params = SamplingParams(
+        max_new_tokens=args.max_new_tokens, stop=tuple(args.stop), truncate=args.truncate, **sampling
+    )
     lm = gptlab.load(args.checkpoint, device=args.device, precision=args.precision)
     batch = [p for p in prompts for _ in range(args.num_samples)]
     if args.num_beams is not None and args.num_beams > 1:

@@ -81,8 +81,8 @@ class Served:
 
 
 def _check_sampling(served: Served, req: CompletionRequest | ChatCompletionRequest) -> None:
-    """What the request models alone cannot check: fields given values this server does not implement,
-    and token ids against the vocabulary."""
+    """What the request models alone cannot check: values this server does not implement, token ids
+    against the vocabulary, the model's name."""
     for name in ("presence_penalty", "frequency_penalty"):
         if getattr(req, name):
             raise ApiError(400, f"{name} is not supported; use repetition_penalty", param=name)

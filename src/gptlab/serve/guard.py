@@ -34,7 +34,7 @@ class Guard:
 
     def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int, open_paths: tuple[str, ...]):
         self.app = app
-        self.expected = None if api_key is None else f"Bearer {api_key}".encode()
+        self.expected = f"Bearer {api_key}".encode() if api_key else None  # "" (an empty $GPTLAB_API_KEY): open
         self.max_body_bytes = max_body_bytes
         self.open_paths = open_paths
 

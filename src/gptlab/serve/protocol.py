@@ -87,7 +87,8 @@ def _content(value: Any) -> str:
         and isinstance(part["text"], str) for part in value
     ):
         return "".join(part["text"] for part in value)
-    raise ValueError('must be a string or a list of text parts ({"type": "text", "text": "..."}); only text is supported')
+    raise ValueError('must be a string or a list of text parts ({"type": "text", "text": "..."}): only text is '
+                     "supported")
 
 
 Prompt = Annotated[str | list[str] | list[int] | list[list[int]], PlainValidator(_prompt)]
@@ -165,7 +166,8 @@ def validation_error(errors: list[dict[str, Any]]) -> ApiError:
         reason = error.get("ctx", {}).get("error", "")
         return ApiError(400, f"request body is not valid JSON: {reason}".rstrip(": "))
     if error.get("type") == "extra_forbidden":
-        return ApiError(400, f"unrecognized request argument supplied: {'.'.join(loc)} (this server does not implement it)",
+        field = ".".join(loc)
+        return ApiError(400, f"unrecognized request argument supplied: {field} (this server does not implement it)",
                         param=loc[0])
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     if not loc:
