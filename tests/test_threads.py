@@ -187,3 +187,37 @@ def test_a_training_run_that_slows_down_says_so_once(tmp_path, corpus, monkeypat
     warnings = [line for line in err.splitlines() if "throughput fell" in line]
     assert len(warnings) == 1, err
     assert "tokens/s" in warnings[0] and "fixed at 1" in warnings[0]
+
+
+def test_the_engine_and_the_scorer_apply_the_count_in_their_own_thread(small_tokenizer):
+    """The server's engine runs in a thread of its own: it takes the count at its steps, as eval's scorer does."""
+    from gptlab.checkpoint.io import LanguageModel
+    from gptlab.engine import Engine
+    from gptlab.eval.scoring import score_tokens
+    from gptlab.generation.params import SamplingParams
+    from gptlab.model import GPT, preset
+
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=small_tokenizer.vocab_size, n_ctx=32))
+    threads.use_threads(1)
+    seen = {}
+
+    def worker():
+        torch.set_num_threads(2)  # what a fresh thread may hold before gptlab computes in it
+        Engine(model, small_tokenizer, max_batch=1).generate([[1, 2, 3]], SamplingParams(max_new_tokens=2))
+        seen["engine"] = torch.get_num_threads()
+        torch.set_num_threads(2)
+        score_tokens(LanguageModel(model, small_tokenizer), [([1, 2], [3])], batch_size=1)
+        seen["scorer"] = torch.get_num_threads()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == {"engine": 1, "scorer": 1}
+
+
+@pytest.mark.parametrize("verb", ["generate", "serve", "eval"])
+def test_threads_option_of_each_verb_is_checked(capsys, verb, tmp_path):
+    from helpers import assert_one_line_error, run_cli
+
+    assert_one_line_error(run_cli(capsys, verb, tmp_path, "--threads", "0"), "--threads", "at least 1")

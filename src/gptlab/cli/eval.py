@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gptlab.cli.options import add_threads
+
 
 def register(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser(
@@ -34,6 +36,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                              "OUT/samples_<task>_<K>shot.jsonl, in lm-evaluation-harness's --log_samples fields")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--device", default="auto", help="torch device: auto (GPU if present), cpu, cuda, ...")
+    add_threads(parser)
     parser.set_defaults(run=run)
 
 
@@ -57,7 +60,9 @@ def run(args: argparse.Namespace) -> None:
 
     import gptlab
     from gptlab.eval.runner import evaluate
+    from gptlab.threads import use_threads
 
+    use_threads(args.threads)
     lm = gptlab.load(args.checkpoint, device=args.device)
     results = evaluate(lm, tasks, args.shots, texts=args.text, limit=args.limit, batch_size=args.batch_size,
                        progress=sys.stderr.isatty(), log_samples=args.log_samples)

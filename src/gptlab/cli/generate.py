@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gptlab.cli.options import add_threads
+
 from gptlab.files import read_text
 from gptlab.generation.params import DEFAULT_MAX_NEW_TOKENS, SamplingParams
 
@@ -55,6 +57,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="weights at load: fp32, bf16, or int8 with per-channel scales (faster on CPU, slightly less exact)",
     )
     parser.add_argument("--device", default="auto", help="torch device: auto (GPU if present), cpu, cuda, ...")
+    add_threads(parser)
     parser.set_defaults(run=run)
 
 
@@ -78,7 +81,9 @@ def run(args: argparse.Namespace) -> None:
     import gptlab
     from gptlab.errors import GptlabError
     from gptlab.generation import stream_batch
+    from gptlab.threads import use_threads
 
+    use_threads(args.threads)
     prompts = list(args.prompt)
     if args.prompt_file is not None:
         prompts.append(sys.stdin.read() if str(args.prompt_file) == "-" else read_text(args.prompt_file))

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from gptlab.cli.options import add_threads
+
 from gptlab.serve import DEFAULT_MAX_BODY_BYTES
 
 
@@ -39,6 +41,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                              f"{DEFAULT_MAX_BODY_BYTES // 2**20} MiB)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32", help="weights (default fp32)")
     parser.add_argument("--device", default="auto", help="torch device: auto (GPU if present), cpu, cuda, ...")
+    add_threads(parser)
     parser.set_defaults(run=run)
 
 
@@ -47,8 +50,10 @@ def run(args: argparse.Namespace) -> None:
 
     import gptlab
     from gptlab.serve import create_app, listen
+    from gptlab.threads import use_threads
 
     sock = listen(args.host, args.port)
+    use_threads(args.threads)
     lm = gptlab.load(args.checkpoint, device=args.device, precision=args.precision)
     name = args.model_name or args.checkpoint.resolve().name
     app = create_app(lm, model_name=name, max_batch=args.max_batch, max_queue=args.max_queue, api_key=args.api_key,

@@ -17,6 +17,7 @@ from typing import Literal
 
 import torch
 
+from gptlab import threads
 from gptlab.errors import GptlabError
 from gptlab.generation.beam import EarlyStopping, beam_search
 from gptlab.generation.params import SamplingParams
@@ -179,6 +180,8 @@ class Engine:
     def step(self) -> list[TokenOutput]:
         """Decode one token for every running request, then prefill waiting ones into free slots (their
         first token). Finished requests leave the batch and free their slots."""
+        if self.device.type == "cpu":
+            threads.tick()
         outputs: list[TokenOutput] = []
         if self.running:
             self.cache.decode(len(self.running))

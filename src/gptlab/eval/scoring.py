@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from gptlab import threads
 from gptlab.errors import GptlabError
 from gptlab.model import KVCache
 
@@ -148,6 +149,7 @@ def _score_batch(
     lm: LanguageModel, groups: list[_Group], pairs: Sequence[tuple[list[int], list[int]]], out: list[TokenScore | None]
 ) -> None:
     model = lm.model
+    threads.tick()
     device = model.wte.weight.device
     conts = [pairs[i][1] for g in groups for i in g.members]
     width = max(len(g.context) for g in groups)

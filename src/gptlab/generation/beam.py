@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from gptlab import threads
 from gptlab.errors import GptlabError
 from gptlab.model import GPT, KVCache
 
@@ -97,6 +98,8 @@ def beam_search(
             break
         cache.reorder(torch.tensor([sources[i] for i in keep], device=device))
         next_ids = torch.tensor([[beam[-1]] for beam in beams], device=device)
+        if device.type == "cpu":
+            threads.tick()
         logits = model(next_ids, cache=cache)[:, -1]
     return finished[0]
 
