@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -83,9 +84,10 @@ def _reach(ray: Any, address: str, deadline: float) -> None:
         ) from None
 
 
-def _within(join, address: str, deadline: float) -> None:
+def _within(join: Callable[[], object], address: str, deadline: float) -> None:
     """Run `join` until the deadline. It runs in a daemon thread that is left behind when the deadline
-    passes: Ray's connection loop cannot be interrupted, and the process ends on the error anyway."""
+    passes: Ray's connection loop cannot be interrupted, and the process ends on the error anyway. (Ray,
+    joined from a thread, says so once and leaves the process's SIGTERM handler as it was.)"""
     failure: list[BaseException] = []
 
     def run() -> None:
