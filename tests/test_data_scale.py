@@ -5,6 +5,7 @@ references the results must equal exactly."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -111,21 +112,32 @@ def test_write_shards_streams_an_iterator(tmp_path):
 # --- mix and tokenize, streamed, against the whole corpus in memory ---------------------------------------
 
 
-def in_memory_mix(sources: dict[str, list[list[int]]], weights: dict[str, float], tokens: int | None, seed: int):
-    """The documents `gptlab data mix` writes, in order, chosen the way it did holding them all."""
+def in_memory_mix(sources: dict[str, list[list[int]]], weights: dict[str, float], tokens: int | None, seed: int,
+                  eot: int):
+    """The documents `gptlab data mix` writes, in order, chosen the way it did holding them all: each source's
+    share of the budget in whole tokens (the largest remainders rounded up), drawn in whole documents epoch by
+    epoch, the last one cut to fit and ended with `eot`."""
     share = {name: weights[name] / sum(weights.values()) for name in sources}
     available = {name: sum(map(len, docs)) for name, docs in sources.items()}
-    budget = tokens or int(min(available[name] / share[name] for name in sources))
+    budget = tokens or min(math.floor(available[name] / share[name]) for name in sources)
+    quota = {name: math.floor(share[name] * budget) for name in sources}
+    by_remainder = sorted(sources, key=lambda name: quota[name] - share[name] * budget)
+    for name in by_remainder[: budget - sum(quota.values())]:
+        quota[name] += 1
+    if tokens is None:
+        quota = {name: min(quota[name], available[name]) for name in sources}
     rng = np.random.default_rng(seed)
     chosen = {}
     for name, docs in sources.items():
         taken, count = [], 0
-        while count < share[name] * budget:
+        while count < quota[name]:
             for i in rng.permutation(len(docs)):
-                if count >= share[name] * budget:
+                if count >= quota[name]:
                     break
                 taken.append(docs[i])
                 count += len(docs[i])
+        if count > quota[name]:
+            taken[-1] = taken[-1][: len(taken[-1]) - (count - quota[name]) - 1] + [eot]
         chosen[name] = taken
     keys, order = [], []
     for name, docs in chosen.items():
@@ -157,7 +169,7 @@ def test_mix_and_tokenize_write_what_the_in_memory_way_wrote(tmp_path, capsys, v
           "--shard-tokens", "3001", "--workers", "2"])
     assert "tokenize-" in capsys.readouterr().err  # the task progress bars
     encoded = {name: [tok.encode(t) + [tok.eot_id] for docs in per_file for t in docs] for name, per_file in sources.items()}
-    reference = in_memory_mix(encoded, weights, budget, seed=5 if budget else 0)
+    reference = in_memory_mix(encoded, weights, budget, seed=5 if budget else 0, eot=tok.eot_id)
     write_shards(tmp_path / "reference", reference, tok.vocab_size, tok.eot_id, 3001, tokenizer="tokenizer")
     written = shard_files(tmp_path / "out")
     assert written == shard_files(tmp_path / "reference") and len(written) > 3

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
+from helpers import run_cli
 
 from gptlab.data.curate.decontaminate import (
     benchmark_ngrams,
@@ -169,3 +171,23 @@ def test_bad_arguments_are_one_line_errors(ngrams):
     for kwargs in ({"margin": -1}, {"min_piece": -1}, {"max_pieces": 0}):
         with pytest.raises(GptlabError, match="decontaminate needs"):
             decontaminate("text", ngrams, **kwargs)
+
+
+def test_the_stage_counts_documents_and_the_pieces_it_cuts_them_into_apart(tmp_path, capsys):
+    """A document cut in two gives two records: 'N in -> N+1 out (10x% kept)' was the stage's summary."""
+    split = _filler(1000, "head") + " " + QUOTED + " " + _filler(800, "tail")  # two pieces
+    gone = QUOTED  # nothing left
+    clean = [_filler(500, f"clean{i}x") for i in range(4)]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate([split, gone, *clean])))
+    (tmp_path / "bench.jsonl").write_text(json.dumps({"text": QUESTION}) + "\n")
+    out = tmp_path / "clean"
+    result = run_cli(capsys, "data", "decontaminate", "--input", corpus, "--benchmark", tmp_path / "bench.jsonl",
+                     "--output", out, "--workers", 1, "--format", "jsonl")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (out / "00000.jsonl").read_text().splitlines()]
+    documents = {r["id"].partition("#")[0] for r in records}
+    assert (len(records), len(documents)) == (6, 5)  # d0's two pieces, d2..d5 whole; d1 removed
+    stats = json.loads((out / "stats.json").read_text())
+    assert (stats["documents_in"], stats["documents_out"], stats["pieces_out"]) == (6, 5, 6)
+    assert "6 in -> 6 pieces out from 5 documents (83.3% kept)" in result.stdout

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_one_line_error, run_cli
 
 transformers = pytest.importorskip("transformers")
 
@@ -263,3 +264,13 @@ def test_refuses_to_overwrite(tmp_path, tokenizer):
         export_hf(tmp_path / "gptlab", tmp_path / "hf")
     export_hf(tmp_path / "gptlab", tmp_path / "hf", overwrite=True)
     assert not (tmp_path / "hf" / "keep.txt").exists()
+
+
+@pytest.mark.parametrize("to", ["gptlab", "hf"])
+def test_a_missing_source_is_said_not_to_exist(tmp_path, capsys, to):
+    missing = tmp_path / "no-such-dir"
+    assert_one_line_error(run_cli(capsys, "convert", missing, tmp_path / "out", "--to", to), f"{missing} does not exist")
+    (tmp_path / "empty").mkdir()  # a directory that is no checkpoint keeps its own message
+    kind = "Hugging Face" if to == "gptlab" else "gptlab"
+    assert_one_line_error(run_cli(capsys, "convert", tmp_path / "empty", tmp_path / "out", "--to", to),
+                          f"is not a {kind} checkpoint: config.json is missing")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_one_line_error, gptlab_cli, run_cli
 
 from gptlab.cli.main import main
 from gptlab.errors import GptlabError
@@ -246,3 +247,102 @@ def test_a_sweep_directory_keeps_its_recipe(tmp_path, text, capsys):
 
 def test_smallest_shape_is_the_floor():
     assert shape_for_params(SMALLEST.params) == SMALLEST
+
+
+# --- predictions that say little, and compute that is not a number ------------------------------------------------
+
+
+def fabricated_sweep(out: Path, scatter: tuple[float, ...]) -> dict:
+    """A finished sweep's scaling.json without training: four runs of the rule's shapes with losses on a known
+    L(C), each multiplied by its `scatter` factor, and L(C) fitted to them as a sweep fits it."""
+    recipe = Recipe((str(out / "data.txt"),), seq_len=128)
+    specs = runs_for_sizes(recipe, [float(n) for n in SIZES], [20.0])
+    runs = [{"name": s.name, "params": s.shape.params, "tokens": s.tokens(recipe), "tokens_per_param": 20.0,
+             "flops": s.flops(recipe), "epochs": s.tokens(recipe) / 1e8, "repeats_data": False,
+             "val_loss": (30 * s.flops(recipe) ** -0.08 + 0.5) * factor, "val_bpb": None, "fitted": True}
+            for s, factor in zip(specs, scatter, strict=True)]
+    law = fit.fit_compute_law([r["flops"] for r in runs], [r["val_loss"] for r in runs], [r["name"] for r in runs])
+    summary = {"recipe": recipe.to_dict(), "data": {"tokenizer": "byte", "vocab_size": 257, "train_tokens": 10**8,
+                                                    "val_tokens": 10**7},
+               "runs": runs, "loss_vs_compute": law.to_dict(),
+               "loss_vs_params_and_tokens": {"law": fit.DATA_LAW, "fitted": False, "why": "one token budget per size"},
+               "bits_per_byte_per_nat": None}
+    out.mkdir()
+    (out / "scaling.json").write_text(json.dumps(summary))
+    return summary
+
+
+ON_THE_CURVE, SCATTERED = (1.0, 1.0, 1.0, 1.0), (1.05, 0.95, 1.05, 0.95)
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "SWEEP", "--flops", "inf"], ["predict", "SWEEP", "--flops", "nan"], ["predict", "SWEEP", "--flops", "-1"],
+    ["predict", "SWEEP", "--params", "inf", "--tokens", "1e6"],
+    ["plan", "SWEEP", "--flops", "inf"], ["plan", "SWEEP", "--flops", "0"],
+    ["sweep", "--data", "x.txt", "--flops", "1e10", "inf", "--out", "SWEEP"],
+    ["sweep", "--data", "x.txt", "--sizes", "7000", "nan", "--out", "SWEEP"],
+])
+def test_compute_and_sizes_must_be_positive_finite_numbers(tmp_path, capsys, argv):
+    fabricated_sweep(tmp_path / "sweep", ON_THE_CURVE)
+    result = run_cli(capsys, "scale", *(str(tmp_path / "sweep") if a == "SWEEP" else a for a in argv))
+    assert_one_line_error(result, "finite")
+
+
+def test_predictions_far_outside_the_sweep_are_flagged(tmp_path, capsys):
+    summary = fabricated_sweep(tmp_path / "sweep", ON_THE_CURVE)
+    largest = max(r["flops"] for r in summary["runs"])
+    near = run_cli(capsys, "scale", "predict", tmp_path / "sweep", "--flops", 2 * largest)
+    assert near.returncode == 0 and "predicted validation loss" in near.stdout and near.stderr == ""
+    for argv in (["predict", tmp_path / "sweep", "--flops", "1e30"],
+                 ["plan", tmp_path / "sweep", "--flops", "1e30", "--out", tmp_path / "planned"]):
+        far = run_cli(capsys, "scale", *argv)
+        assert far.returncode == 0 and "predicted validation loss" in far.stdout
+        assert "warning: " in far.stderr and "far outside the sweep (more than 1,000x)" in far.stderr
+
+
+def test_an_interval_wider_than_the_loss_is_flagged(tmp_path, capsys):
+    from gptlab.scale import report
+
+    scattered = fabricated_sweep(tmp_path / "scattered", SCATTERED)
+    at = 10 * max(r["flops"] for r in scattered["runs"])
+    for argv in (["predict", tmp_path / "scattered", "--flops", at],
+                 ["plan", tmp_path / "scattered", "--flops", at, "--out", tmp_path / "planned"]):
+        result = run_cli(capsys, "scale", *argv)
+        low, high = (float(v) for v in result.stdout.split("(95%: ")[1].split(")")[0].split(" to "))
+        loss = float(result.stdout.split("predicted validation loss ")[1].split()[0])
+        assert high - low > loss  # what the demo sweep printed as 0.0000 to 6.6704
+        assert "warning: the prediction says little" in result.stderr and "wider than the loss" in result.stderr
+    assert "predicts little at 10x the largest run's compute" in report.table(scattered)
+    assert "predicts little" not in report.table(fabricated_sweep(tmp_path / "on-curve", ON_THE_CURVE))
+
+
+@pytest.fixture
+def listener():
+    """A TCP port that accepts connections and says nothing, on every address of this machine."""
+    import socket
+
+    server = socket.create_server(("", 0), backlog=16)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("where", ["refused", "silent", "not ray"])
+def test_an_unreachable_ray_cluster_stops_the_sweep_in_one_line(tmp_path, text, listener, where):
+    pytest.importorskip("ray")
+    import socket
+
+    port = 1 if where == "refused" else listener.getsockname()[1]
+    if where == "silent":  # a full backlog (one connection waiting): the kernel answers no further connection
+        listener.listen(0)
+        held = socket.create_connection(("127.0.0.1", port), timeout=5)  # noqa: F841 (kept open)
+    out = tmp_path / "sweep"
+    result = gptlab_cli("scale", "sweep", "--data", text, "--sizes", *SIZES, *TINY, "--out", out, "--executor", "ray",
+                        env={"RAY_ADDRESS": f"127.0.0.1:{port}", "GPTLAB_RAY_TIMEOUT": "3"}, timeout=120)
+    if where == "not ray":  # Ray itself says what it tries, then the one error line
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(
+            f"gptlab: error: the Ray cluster at 127.0.0.1:{port} (RAY_ADDRESS) accepts connections but did not let "
+            "this process join within 3 s")
+    else:
+        assert_one_line_error(result, f"Ray cluster at 127.0.0.1:{port}", *(["no answer within 3 s"] if where == "silent" else []))
+    assert not out.exists()  # nothing prepared or trained

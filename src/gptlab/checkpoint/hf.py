@@ -199,6 +199,7 @@ _TASK_KEY = "gptlab_task"
 def import_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Convert a Hugging Face gpt2 / gpt_neo / openai-gpt directory into a gptlab checkpoint."""
     src, dst = Path(src), Path(dst)
+    _check_source(src)
     check_destination(dst, overwrite)
     hf_config = _read_hf_config(src)
     arch = _architecture(hf_config, src)
@@ -215,6 +216,7 @@ def import_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool
 def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write a gptlab checkpoint as a directory `AutoModelForCausalLM.from_pretrained` loads."""
     dst = Path(dst)
+    _check_source(Path(src))
     check_destination(dst, overwrite)
     lm = load(src)
     arch = _export_architecture(lm.config)
@@ -234,6 +236,12 @@ def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool
 
 
 # --- reading and writing HF directories -------------------------------------------------------
+
+
+def _check_source(src: Path) -> None:
+    """A missing source is a typo, not a directory that is no checkpoint: say so."""
+    if not src.exists():
+        raise GptlabError(f"{src} does not exist")
 
 
 def check_destination(dst: Path, overwrite: bool) -> None:

@@ -11,11 +11,13 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from gptlab.data.curate.mixture import MAX_EPOCHS
 from gptlab.data.sources import SHARD_FORMATS
 from gptlab.errors import GptlabError
 
@@ -94,9 +96,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
     _token_options(mix)
     mix.add_argument(
         "--tokens",
-        type=float,
+        type=_token_count,
         default=None,
-        help="token budget; sources repeat as needed (default: the most without repeating any)",
+        help="token budget, split exactly by weight; sources repeat as needed (default: the most without repeating any)",
+    )
+    mix.add_argument(
+        "--max-epochs",
+        type=float,
+        default=MAX_EPOCHS,
+        help=f"refuse a budget that repeats any source more often (default {MAX_EPOCHS:g}: past that, repeats add "
+        "next to nothing)",
     )
     mix.add_argument("--seed", type=int, default=0)
     mix.set_defaults(run=_mix)
@@ -105,7 +114,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         stages, "tokenize", "tokenise documents into token shards for `gptlab train`", documents_out=False
     )
     _token_options(tokenize)
-    tokenize.set_defaults(run=_tokenize, tokens=None, seed=0)  # one source, read once
+    tokenize.set_defaults(run=_tokenize, tokens=None, seed=0, max_epochs=1.0)  # one source, read once
 
     example = stages.add_parser(
         "example",
@@ -150,6 +159,17 @@ def _stage(stages, name: str, help: str, documents_out: bool = True, input_help:
     )
     parser.add_argument("--workers", type=int, default=0, help="tasks at once (default: one per CPU)")
     return parser
+
+
+def _token_count(text: str) -> int:
+    """A token count, written as 60000 or 6e4."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"expected a number of tokens, 1 or more, such as 6e4, got {text!r}")
+    return int(value)
 
 
 def _token_options(parser: argparse.ArgumentParser) -> None:
@@ -268,13 +288,22 @@ def _tokenize(args: argparse.Namespace) -> None:
 def _mix_sources(args: argparse.Namespace, sources: dict[str, list[str]], weights: dict[str, float]) -> None:
     from gptlab.data.curate.stages import mix
 
-    tokens = None if args.tokens is None else int(args.tokens)
-    stats = mix(sources, weights, args.tokenizer, args.output, _engine(args), tokens, args.seed, args.shard_tokens)
+    stats = mix(
+        sources,
+        weights,
+        args.tokenizer,
+        args.output,
+        _engine(args),
+        args.tokens,
+        args.seed,
+        args.shard_tokens,
+        args.max_epochs,
+    )
     _report(stats, args)
     for name, source in stats["sources"].items():
         print(
             f"  {name:<10} weight {source['weight']:.3f}: {source['tokens_taken']:,} of "
-            f"{source['tokens_available']:,} tokens, {source['epochs']:.2f} epochs"
+            f"{source['tokens_available']:,} tokens ({source['share']:.1%} of the mix), {source['epochs']:.2f} epochs"
         )
     print(f"  shards     {args.output}  ->  gptlab train --data {args.output}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -12,9 +13,12 @@ from gptlab.errors import GptlabError
 
 def _number(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number such as 3e5, got {text!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number such as 3e5, got {text!r}")
+    return value
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -105,7 +109,7 @@ def run_sweep(args: argparse.Namespace) -> None:
     print(report.table(summary))
     print(f"results: {args.out / report.SCALING_FILE}\nplot:    {args.out / report.PLOT_FILE}")
     largest = max(r["flops"] for r in summary["runs"])
-    print(f"next:    gptlab scale plan {args.out} --flops {10 * largest:.2g}")
+    print(f"next:    gptlab scale plan {args.out} --flops {report.NEXT * largest:.2g}")
 
 
 def run_predict(args: argparse.Namespace) -> None:
@@ -136,8 +140,8 @@ def _loss(estimate) -> str:
 
 def _print_estimate(estimate, prefix: str = "") -> None:
     print(prefix + _loss(estimate))
-    if estimate.caveat:
-        print(f"warning: {estimate.caveat}", file=sys.stderr)
+    for warning in estimate.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def run_plan(args: argparse.Namespace) -> None:

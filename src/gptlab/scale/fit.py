@@ -37,6 +37,16 @@ class Prediction:
     """Bounds of the 95% interval; None when the fit has no degree of freedom left to estimate it."""
     high: float | None
 
+    def doubt(self) -> str | None:
+        """Why the interval says little, when it does: there is none, or it is as wide as the loss it brackets
+        (so it reaches 0, or nearly, and cannot tell a good run from a useless one)."""
+        if self.low is None or self.high is None:
+            return "the fit has no 95% interval (no degree of freedom left to estimate one)"
+        if self.high - self.low >= self.loss:
+            return (f"its 95% interval, {self.low:.4f} to {self.high:.4f}, is wider than the loss {self.loss:.4f} "
+                    "itself: the runs scatter too much about the law to predict with it")
+        return None
+
 
 @dataclass
 class Law:

@@ -25,6 +25,10 @@ from gptlab.scale.shapes import SMALLEST, rule_shapes
 from gptlab.scale.sweep import Recipe, RunSpec, budget_run, run_spec, train_settings
 
 
+FAR = 1000
+"""A prediction past this multiple of the largest run's compute is flagged: the sweep tests nothing like it."""
+
+
 @dataclass(frozen=True)
 class Estimate:
     prediction: Prediction
@@ -36,6 +40,18 @@ class Estimate:
     caveat: str | None
     """Why the law may not extrapolate well, when the fit shows it (see Law.caveat)."""
 
+    @property
+    def warnings(self) -> list[str]:
+        """Every reason to doubt the estimate: the law's caveat, a point far past the sweep, an interval that says little."""
+        found = [self.caveat] if self.caveat else []
+        if self.beyond > FAR:
+            found.append(f"{self.beyond:.3g}x the compute of the sweep's largest run is far outside the sweep (more than "
+                         f"{FAR:,}x): nothing there tests the law, so the prediction and its interval are guesses; "
+                         "sweep larger runs first")
+        if doubt := self.prediction.doubt():
+            found.append(f"the prediction says little: {doubt}; add runs, or larger ones")
+        return found
+
 
 def predict(summary: dict[str, Any], flops: float | None = None, params: float | None = None,
             tokens: float | None = None) -> Estimate:
@@ -43,18 +59,22 @@ def predict(summary: dict[str, Any], flops: float | None = None, params: float |
     `tokens` tokens (by L(N, D))."""
     largest = max(r["flops"] for r in summary["runs"])
     if flops is not None:
-        if not flops > 0:
-            raise GptlabError(f"--flops must be positive, got {flops:g}")
+        _check_flops(flops)
         law = report.compute_law(summary)
         prediction, at = law.predict(flops), flops
     else:
-        if not (params and params > 0 and tokens and tokens > 0):
-            raise GptlabError("give --flops C, or --params N with --tokens D (both positive)")
+        if not all(v is not None and math.isfinite(v) and v > 0 for v in (params, tokens)):
+            raise GptlabError("give the compute, or the parameters with the tokens, as positive finite numbers")
         law = report.data_law(summary)
         if law is None:
             raise GptlabError(f"this sweep has no L(N, D) ({summary['loss_vs_params_and_tokens']['why']}); predict with --flops")
         prediction, at = law.predict(params, tokens), 6 * params * tokens
     return Estimate(prediction, _in_bits(summary, prediction), at / largest, law.name, law.caveat())
+
+
+def _check_flops(flops: float) -> None:
+    if not (math.isfinite(flops) and flops > 0):
+        raise GptlabError(f"the compute must be a positive, finite number of FLOPs, got {flops:g}")
 
 
 def _in_bits(summary: dict[str, Any], prediction: Prediction) -> Prediction | None:
@@ -93,8 +113,7 @@ class Plan:
 
 def plan(directory: str | Path, flops: float, out: str | Path) -> Plan:
     """The run to make with `flops` of training compute, by the sweep in `directory`, into `out`."""
-    if not flops > 0:
-        raise GptlabError(f"--flops must be positive, got {flops:g}")
+    _check_flops(flops)
     summary = report.read(directory)
     recipe = Recipe.from_dict(summary["recipe"])
     law = report.data_law(summary)

@@ -19,6 +19,8 @@ SCALING_FILE = "scaling.json"
 PLOT_FILE = "scaling.png"
 EXTRAPOLATE = 100
 """The plotted curve runs to this multiple of the largest run's compute."""
+NEXT = 10
+"""The budget suggested next, as a multiple of the largest run's compute; the table says how well L(C) predicts it."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ def table(summary: dict[str, Any]) -> str:
     lines.append(describe(compute))
     lines.append(describe(data) if data else f"L(N, D) not fitted: {summary['loss_vs_params_and_tokens']['why']}")
     lines += [f"! {caveat}" for caveat in (compute.caveat(), data and data.caveat()) if caveat]
+    largest = max(r["flops"] for r in summary["runs"])
+    if doubt := compute.predict(NEXT * largest).doubt():
+        lines.append(f"! {compute.name} predicts little at {NEXT}x the largest run's compute ({NEXT * largest:.3g} FLOPs): "
+                     f"{doubt}; add runs, or larger ones")
     repeated = [r["name"] for r in summary["runs"] if r["repeats_data"]]
     if repeated:
         lines.append(f"! {', '.join(repeated)} repeated their data (more than one epoch); the laws assume unrepeated data")

@@ -90,6 +90,8 @@ def flops_per_token(config: GPTConfig) -> int:
 
 def shape_for_params(n: float) -> Shape:
     """The rule's shape whose non-embedding count is closest to `n` (in ratio)."""
+    if not math.isfinite(n):
+        raise GptlabError(f"a model size must be a finite number of parameters, got {n}")
     if n < SMALLEST.params:
         raise GptlabError(
             f"a size of {n:,.0f} non-embedding parameters is below the smallest shape ({SMALLEST}: "

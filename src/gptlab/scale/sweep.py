@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gptlab import atomic
+from gptlab.cluster import connect_ray
 from gptlab.errors import GptlabError
 from gptlab.files import read_json_object
 from gptlab.scale.shapes import BASE_PRESET, SMALLEST, Shape, batch_tokens, learning_rate, rule_shapes, shape_for_params
@@ -128,8 +129,8 @@ def runs_for_sizes(recipe: Recipe, sizes: list[float], tokens_per_param: list[fl
 def runs_for_budgets(recipe: Recipe, low: float, high: float, points: int, tokens_per_param: list[float]) -> list[RunSpec]:
     """`points` compute budgets spaced evenly in log between `low` and `high` FLOPs; at each, for each ratio R,
     the largest shape whose R·N tokens fit the budget (`budget_run`)."""
-    if not 0 < low < high:
-        raise GptlabError(f"--flops takes C_MIN C_MAX with 0 < C_MIN < C_MAX, got {low:g} {high:g}")
+    if not 0 < low < high < math.inf:
+        raise GptlabError(f"--flops takes C_MIN C_MAX with 0 < C_MIN < C_MAX, both finite, got {low:g} {high:g}")
     if points < 2:
         raise GptlabError(f"--points must be at least 2, got {points}")
     budgets = [low * (high / low) ** (k / (points - 1)) for k in range(points)]
@@ -199,6 +200,8 @@ def sweep(recipe: Recipe, specs: list[RunSpec], out: str | os.PathLike, executio
     from gptlab.train.run_dir import locked
 
     out = Path(out)
+    if execution.executor == "ray":
+        connect_ray()  # an unreachable cluster fails now, not after the data is prepared
     with locked(out):
         state = _read_state(out, recipe)
         known = [RunSpec.from_dict(s) for s in state["runs"]] if state else []
@@ -338,13 +341,7 @@ def _run_on_ray(configs: dict[RunSpec, Any], execution: Execution) -> None:
     """Each run as a Ray task reserving its threads' CPUs (and a GPU when the device is CUDA)."""
     from tqdm.auto import tqdm
 
-    try:
-        import ray
-    except ImportError:
-        raise GptlabError("--executor ray needs Ray: pip install 'gptlab[ray]' (or pip install ray)") from None
-    if not ray.is_initialized():
-        # joins the cluster in RAY_ADDRESS when one is set, else starts a local one
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, include_dashboard=False)
+    ray = connect_ray()
     task = ray.remote(_train).options(num_cpus=execution.threads or 1,
                                        num_gpus=1 if execution.device.startswith("cuda") else 0)
     pending = {task.remote(config, spec.name): spec.name for spec, config in configs.items()}

@@ -33,6 +33,7 @@ from datatrove.pipeline.base import PipelineStep  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from gptlab import atomic  # noqa: E402
+from gptlab.cluster import connect_ray  # noqa: E402
 from gptlab.data.curate.documents import ShardWriter, shard_name  # noqa: E402
 from gptlab.data.sources import STAGE_SETTINGS, STAGE_STATS, STAGE_WORK, Problem, read_file  # noqa: E402
 from gptlab.errors import GptlabError  # noqa: E402
@@ -53,12 +54,20 @@ class Engine:
         if self.executor not in ("local", "ray"):
             raise GptlabError(f"executor must be local or ray, got {self.executor!r}")
 
+    def start(self) -> None:
+        """Join the Ray cluster now when the executor is Ray (once; a stage's phases call it again), so that
+        an unreachable cluster is reported before any work."""
+        if self.executor == "ray":
+            connect_ray()
+
 
 class Workspace:
     """One stage's output folder and the settings it was made with."""
 
     def __init__(self, output: str | os.PathLike, settings: dict[str, Any]):
         self.output = Path(output)
+        if self.output.exists() and not self.output.is_dir():
+            raise GptlabError(f"the output {self.output} is a file; a stage writes a folder")
         self.work = self.output / STAGE_WORK
         self.malformed = self.output / "malformed"
         saved = self.work / STAGE_SETTINGS
@@ -79,7 +88,7 @@ class Workspace:
         if engine.executor == "ray":
             from datatrove.executor import RayPipelineExecutor
 
-            _start_ray()
+            engine.start()
             executor = RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs))
         else:
             executor = _QuietLocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs))
@@ -118,16 +127,6 @@ class Workspace:
         }
         atomic.write_text(self.output / STAGE_STATS, json.dumps(stats, indent=2) + "\n")
         return stats
-
-
-def _start_ray() -> None:
-    try:
-        import ray
-    except ImportError:
-        raise GptlabError("--executor ray needs Ray: pip install 'gptlab[ray]' (or pip install ray)") from None
-    if not ray.is_initialized():
-        # joins the cluster in RAY_ADDRESS when one is set, else starts a local one
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, include_dashboard=False)
 
 
 def _tie_to(owner: int) -> None:
@@ -248,13 +247,17 @@ class ReadInputs(PipelineStep):
 
 
 class WriteOutputs(PipelineStep):
-    """Kept documents to the task's shard; removed ones listed with their reason (and text if asked)."""
+    """Kept documents to the task's shard; removed ones listed with their reason (and text if asked).
+
+    With `pieces`, the step before cuts documents into pieces and counts the documents it keeps
+    (documents_out) itself; the records written here are counted as pieces_out."""
 
     name, type = "write outputs", "Writer"
 
-    def __init__(self, output: str, fmt: str, work: str, removed_text: bool = False):
+    def __init__(self, output: str, fmt: str, work: str, removed_text: bool = False, pieces: bool = False):
         super().__init__()
         self.output, self.fmt, self.work, self.removed_text = output, fmt, work, removed_text
+        self.written = "pieces_out" if pieces else "documents_out"
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         kept = ShardWriter(Path(self.output) / shard_name(rank, self.fmt), self.fmt)
@@ -264,7 +267,7 @@ class WriteOutputs(PipelineStep):
             reason = document.metadata.get(REMOVED)
             if reason is None:
                 kept.write(document)
-                counts["documents_out"] += 1
+                counts[self.written] += 1
                 counts["bytes_out"] += len(document.text.encode("utf-8"))
             else:
                 removed.write(document, text=self.removed_text)
@@ -281,7 +284,7 @@ def write_counts(work: str | os.PathLike, name: str, counts: dict[str, Any]) -> 
 
 
 _SUMMED_UP = {
-    "stage", "documents_in", "documents_out", "documents_removed", "documents_written", "tokens_written",
+    "stage", "documents_in", "documents_out", "pieces_out", "documents_removed", "documents_written", "tokens_written",
     "bytes_in", "bytes_out", "removed_by_reason", "malformed", "repaired",
 }
 """Stats that `summary` words itself; it lists the others as they are."""
@@ -298,7 +301,10 @@ def summary(stats: dict[str, Any]) -> str:
     else:
         docs_out, bytes_out = stats.get("documents_out", 0), stats.get("bytes_out", 0)
         share = f" ({docs_out / docs_in:.1%} kept)" if docs_in else ""
-        lines.append(f"  documents  {docs_in:,} in -> {docs_out:,} out{share}")
+        if "pieces_out" in stats:  # decontaminate: documents cut into pieces
+            lines.append(f"  documents  {docs_in:,} in -> {stats['pieces_out']:,} pieces out from {docs_out:,} documents{share}")
+        else:
+            lines.append(f"  documents  {docs_in:,} in -> {docs_out:,} out{share}")
         lines.append(f"  bytes      {bytes_in / 1e6:,.2f} MB in -> {bytes_out / 1e6:,.2f} MB out")
     for reason, count in stats.get("removed_by_reason", {}).items():
         lines.append(f"  removed    {count:,} ({reason})")

@@ -9,6 +9,7 @@ pieces becomes `id#0`, `id#1`, ... .
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections import Counter
@@ -23,6 +24,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from gptlab import atomic
 from gptlab.data.curate import decontaminate as decon
+from gptlab.data.curate import mixture
 from gptlab.data.curate.engine import REMOVED, Engine, ReadInputs, Workspace, WriteOutputs, write_counts
 from gptlab.data.curate.minhash import (
     ROW,
@@ -35,7 +37,7 @@ from gptlab.data.curate.minhash import (
     smallest_match,
 )
 from gptlab.data.curate.quality_filter import pareto_keep, plot_scores
-from gptlab.data.shards import Part, TokenView, token_dtype, write_shards
+from gptlab.data.shards import DEFAULT_SHARD_TOKENS, Part, TokenView, token_dtype, write_shards
 from gptlab.data.sources import expand, iter_documents
 from gptlab.errors import GptlabError
 
@@ -70,6 +72,11 @@ def _files(specs: Sequence[str], output: str) -> list[str]:
         if file.resolve().is_relative_to(out):
             raise GptlabError(f"input {file} is inside --output {output}; choose an --output outside the inputs")
     return [str(file) for file in files]
+
+
+def _check_whole(what: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise GptlabError(f"{what} must be a whole number, {least} or more, got {value!r}")
 
 
 def _settings(stage: str, files: list[str], **options: Any) -> dict[str, Any]:
@@ -122,6 +129,7 @@ def quality_filter(
 
     files = _files(inputs, output)
     QualityClassifier.load(model)  # a bad model path fails here, once, not in every task
+    engine.start()
     ws = Workspace(
         output, _settings("filter", files, model=str(Path(model).resolve()), alpha=alpha, seed=seed, fmt=fmt)
     )
@@ -313,6 +321,7 @@ def dedup(
         partitions = min(MAX_PARTITIONS, 1 + sum(os.path.getsize(f) for f in files) // PARTITION_BYTES)
     if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
         raise GptlabError(f"dedup partitions must be a positive integer, got {partitions!r}")
+    engine.start()
     ws = Workspace(
         output,
         _settings("dedup", files, against=reference, minhash=params.__dict__, partitions=partitions, fmt=fmt),
@@ -400,6 +409,7 @@ class Decontaminate(PipelineStep):
         for document, hit in zip(data or (), hits, strict=True):
             if not hit:  # the counting pass found no benchmark n-gram in it: nothing to cut
                 counts["decontaminate_clean"] += 1
+                counts["documents_out"] += 1
                 yield document
                 continue
             pieces, report = decon.decontaminate(
@@ -411,7 +421,9 @@ class Decontaminate(PipelineStep):
             if pieces is None:
                 document.metadata[REMOVED] = f"contaminated: {report['reason']}"
                 yield document
-            elif len(pieces) == 1 and report["reason"] == "clean":
+                continue
+            counts["documents_out"] += 1
+            if len(pieces) == 1 and report["reason"] == "clean":
                 yield document
             else:
                 for k, piece in enumerate(pieces):
@@ -438,6 +450,7 @@ def decontaminate(
 ) -> dict[str, Any]:
     """`max_documents`: n-grams found in more documents than this are common phrases, not leaks."""
     files, bench_files = _files(inputs, output), _files(benchmarks, output)
+    engine.start()
     ws = Workspace(
         output,
         _settings(
@@ -477,7 +490,7 @@ def decontaminate(
     step = Decontaminate(str(ngrams), str(ignore), str(ws.work / "collisions"), n, margin, min_piece, max_pieces, work)
     ws.run(
         "write",
-        [ReadInputs(files, work, str(ws.malformed)), step, WriteOutputs(output, fmt, work, removed_text)],
+        [ReadInputs(files, work, str(ws.malformed)), step, WriteOutputs(output, fmt, work, removed_text, pieces=True)],
         len(files),
         engine,
     )
@@ -524,27 +537,38 @@ def mix(
     engine: Engine,
     tokens: int | None = None,
     seed: int = 0,
-    shard_tokens: int = 100_000_000,
+    shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    max_epochs: float = mixture.MAX_EPOCHS,
 ) -> dict[str, Any]:
     """Sample documents from each source in proportion to its weight (not its size), repeating a
-    source for as many epochs as `tokens` needs, and write them, interleaved, as token shards.
+    source for as many epochs as `tokens` needs (`max_epochs` at most), and write them, interleaved,
+    as token shards.
 
-    Without `tokens` the budget is the largest one at which no source repeats. The tasks tokenise
-    into files, and each document is read back from them when the shards reach it: memory holds
-    where documents end, never their tokens.
+    Each source gets exactly its share of the budget: its documents are drawn whole, in a fresh
+    random order each epoch, and the last one drawn is cut to fit (and still ends with
+    <|endoftext|>). Without `tokens` the budget is the largest one at which no source repeats.
+    Every option is checked, and a budget that would repeat a source past `max_epochs` refused
+    (from the files' sizes where they bound it), before any tokenising. The tasks tokenise into
+    files, and each document is read back from them when the shards reach it: memory holds where
+    documents end, never their tokens.
     """
     from gptlab.tokenizer import load_tokenizer
 
-    if set(weights) != set(sources):
-        raise GptlabError(f"give a weight for each source: sources {sorted(sources)}, weights {sorted(weights)}")
-    if any(w <= 0 for w in weights.values()):
-        raise GptlabError("mixture weights must be positive")
+    share = mixture.shares(weights, sources)
+    if tokens is not None:
+        _check_whole("the token budget", tokens, 1)
+    _check_whole("the seed", seed, 0)
+    _check_whole("shard_tokens", shard_tokens, 1)
+    if not max_epochs >= 1:
+        raise GptlabError(f"max_epochs must be 1 or more, got {max_epochs}")
     files = {name: _files(paths, output) for name, paths in sources.items()}
     tok = load_tokenizer(tokenizer)
     if tok.eot_id is None:
         raise GptlabError(f"the tokenizer in {tokenizer} has no <|endoftext|> to join documents with")
-    total_weight = sum(weights.values())
-    share = {name: weights[name] / total_weight for name in sources}
+    if tokens is not None:
+        for name, quota in mixture.quotas(share, tokens).items():
+            mixture.check_epochs(name, quota, mixture.most_tokens(files[name]), max_epochs, bound=True)
+    engine.start()
     ws = Workspace(
         output,
         _settings(
@@ -576,26 +600,41 @@ def mix(
     available = {name: int(lengths[name].sum()) for name in sources}
     if not all(available.values()):
         raise GptlabError(f"source(s) without any text: {', '.join(n for n, a in available.items() if not a)}")
-    budget = tokens or int(min(available[name] / share[name] for name in sources))
+    if tokens is None:  # the most without repeating any source
+        quotas = mixture.quotas(share, min(math.floor(available[name] / share[name]) for name in sources))
+        quotas = {name: min(quota, available[name]) for name, quota in quotas.items()}  # not a rounding token more
+    else:
+        quotas = mixture.quotas(share, tokens)
+    for name, quota in quotas.items():
+        mixture.check_epochs(name, quota, available[name], max_epochs)
     rng = np.random.default_rng(seed)
-    chosen = {name: _take(lengths[name], share[name] * budget, rng) for name in sources}
-    which, position = _interleave({name: len(docs) for name, docs in chosen.items()}, rng)
+    chosen = {name: _take(lengths[name], quotas[name], rng) for name in sources}
+    which, position = _interleave({name: len(docs) for name, (docs, _) in chosen.items()}, rng)
     names = list(chosen)
-    documents = (tokenized[names[s]].document(chosen[names[s]][i]) for s, i in zip(which.tolist(), position.tolist()))
-    written = write_shards(output, documents, tok.vocab_size, tok.eot_id, shard_tokens, tokenizer="tokenizer")
+
+    def documents() -> Iterator[np.ndarray]:
+        for s, i in zip(which.tolist(), position.tolist()):
+            docs, keep = chosen[names[s]]
+            document = tokenized[names[s]].document(docs[i])
+            if i == len(docs) - 1 and keep < len(document):  # the source's last document, cut to its quota
+                document = document[:keep].copy()
+                document[-1] = tok.eot_id
+            yield document
+
+    written = write_shards(output, documents(), tok.vocab_size, tok.eot_id, shard_tokens, tokenizer="tokenizer")
     tok.save(Path(output) / "tokenizer")
-    taken = {name: int(lengths[name][docs].sum()) for name, docs in chosen.items()}
     report = {
         name: {
             "weight": round(share[name], 4),
             "tokens_available": available[name],
-            "tokens_taken": taken[name],
-            "epochs": round(taken[name] / available[name], 3),
+            "tokens_taken": quotas[name],
+            "share": round(quotas[name] / written, 4),
+            "epochs": round(quotas[name] / available[name], 3),
         }
         for name in sources
     }
     return ws.finish(
-        "mix", documents_written=len(which), tokens_written=written, token_budget=budget, sources=report
+        "mix", documents_written=len(which), tokens_written=written, token_budget=sum(quotas.values()), sources=report
     )
 
 
@@ -622,16 +661,18 @@ class _Tokenized:
         return np.asarray(self.tokens[int(self.ends[i - 1]) if i else 0 : int(self.ends[i])])
 
 
-def _take(lengths: np.ndarray, quota: float, rng: np.random.Generator) -> np.ndarray:
-    """Documents (their indices) in whole epochs of fresh random orders until `quota` tokens are reached."""
+def _take(lengths: np.ndarray, quota: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Documents (their indices) in whole epochs of fresh random orders until they hold `quota` tokens, and how
+    many tokens of the last one to keep for exactly `quota`."""
     taken, count = [np.empty(0, np.int64)], 0
     while count < quota:
         order = rng.permutation(len(lengths))
-        before = count + np.cumsum(lengths[order]) - lengths[order]  # tokens taken before each document
-        order = order[: np.searchsorted(before, quota)]  # each is taken while the count is short of the quota
+        ends = count + np.cumsum(lengths[order])
+        order = order[: int(np.searchsorted(ends, quota)) + 1]  # through the document that reaches the quota
         taken.append(order)
-        count += int(lengths[order].sum())
-    return np.concatenate(taken)
+        count = int(ends[len(order) - 1])
+    docs = np.concatenate(taken)
+    return docs, (int(lengths[docs[-1]]) - (count - quota) if len(docs) else 0)
 
 
 def _interleave(counts: dict[str, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
