@@ -37,7 +37,6 @@ def describe(config: GPTConfig) -> dict:
     import torch
 
     from gptlab.model import GPT
-
     from gptlab.scale.shapes import non_embedding_params
 
     with torch.device("meta"):

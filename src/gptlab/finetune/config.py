@@ -69,8 +69,8 @@ class FinetuneConfig(TrainConfig):
         self._check(("clf_pdrop", "warmup_fraction"), "in [0, 1)", lambda v: 0 <= v < 1)
         if self.task == "lm" and self.trainable == "head":
             raise GptlabError(
-                "finetune: trainable head is for the GPT-1 tasks, which add a head; task lm trains the model's own "
-                "output layer, which is its token embedding, so it has no head to train alone (use trainable all)"
+                "finetune: trainable head needs a task's head; task lm has none apart from the backbone (its output "
+                "layer is the token embedding): use trainable all"
             )
 
     def inputs(self) -> list[str]:

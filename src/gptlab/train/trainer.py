@@ -33,12 +33,12 @@ from gptlab.device import bf16_is_fast, keep_freed_memory
 from gptlab.errors import GptlabError, Interrupted
 from gptlab.generation import generate
 from gptlab.model import GPT, PRESETS, GPTConfig, preset
+from gptlab.scale.shapes import non_embedding_params
 from gptlab.tokenizer import CharTokenizer, byte_tokenizer, load_tokenizer, train_tokenizer_on_texts
 from gptlab.train import distributed, run_dir
 from gptlab.train.checkpointing import (
     Resumed, checkpoints, discard_partial, load_latest, save_checkpoint, save_sharded_checkpoint, step_dir, write_sharded,
 )
-from gptlab.scale.shapes import non_embedding_params
 from gptlab.train.config import TrainConfig
 from gptlab.train.fingerprint import check_same_data, fingerprint
 from gptlab.train.metrics import MetricsLog, plot_loss
