@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_one_line_error, gptlab_cli, run_cli
+from helpers import assert_one_line_error, run_cli
 from safetensors.torch import load_file
 from test_train import assert_same_weights, kill_at, losses
 from test_train_safety import rewind
@@ -190,7 +190,7 @@ def test_a_fine_tune_records_its_base_and_no_progress_hides_only_the_bar(tmp_pat
     assert recorded["model_config"]["vocab_size"] == base_config["vocab_size"] + 3  # with GPT-1's s, $ and e
 
 
-def test_a_fine_tune_resumes_with_its_own_steps_and_only_on_its_own_rows(tmp_path, base):
+def test_a_fine_tune_resumes_with_its_own_steps_and_only_on_its_own_rows(tmp_path, base, capsys):
     train = write_rows(tmp_path / "train.jsonl", "classification", 32, seed=8)
     out = tmp_path / "run"
     args = ["--train", train, "--save-every", 2, "--eval-every", 100, "--out", out, *FAST, "--batch-size", 4]
@@ -201,7 +201,7 @@ def test_a_fine_tune_resumes_with_its_own_steps_and_only_on_its_own_rows(tmp_pat
     assert max(losses(out)) == 4
     rewind(out, 2)
     train.write_text(train.read_text().replace('"pos"', '"tmp"').replace('"neg"', '"pos"').replace('"tmp"', '"neg"'))
-    refused = finetune_cli(base, *args, "--resume")
+    refused = run_cli(capsys, "finetune", base, *args, "--resume")  # refused before any work: in-process
     assert_one_line_error(refused, f"{train} (changed)")
     assert not (out / "final").exists()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import assert_one_line_error, gptlab_cli
+from helpers import assert_one_line_error, gptlab_cli, run_cli
 from test_train import TINY, losses, train_cli
 
 from gptlab.cli.main import main
@@ -244,7 +244,7 @@ def test_a_resume_of_a_yaml_run_needs_no_yaml(tmp_path, corpus):
     assert settings["lr"] == 0.003 and settings["model_overrides"]["n_layer"] == 1
 
 
-def test_a_resume_on_changed_data_is_refused_naming_the_file(tmp_path, corpus):
+def test_a_resume_on_changed_data_is_refused_naming_the_file(tmp_path, corpus, capsys):
     data = tmp_path / "data"
     data.mkdir()
     text = corpus.read_text()
@@ -255,7 +255,7 @@ def test_a_resume_on_changed_data_is_refused_naming_the_file(tmp_path, corpus):
     assert gptlab_cli("train", *args, "--max-steps", 4).returncode == 0
     rewind(out, 2)
     (data / "b.txt").write_text(text[100_000:].swapcase())  # the same size, other content
-    refused = gptlab_cli("train", *args, "--max-steps", 4, "--resume")
+    refused = run_cli(capsys, "train", *args, "--max-steps", 4, "--resume")  # refused before any work: in-process
     line = assert_one_line_error(refused, "b.txt (changed)", "training data")
     assert "a.txt" not in line and not (out / "final").exists()
 
@@ -269,7 +269,7 @@ def test_a_resume_on_changed_data_is_refused_naming_the_file(tmp_path, corpus):
     assert max(losses(out)) == 4
 
 
-def test_a_resume_on_rewritten_token_shards_is_refused(tmp_path, shards):
+def test_a_resume_on_rewritten_token_shards_is_refused(tmp_path, shards, capsys):
     out = tmp_path / "run"
     args = ["--data", shards, "--save-every", 1, "--eval-every", 100, "--out", out, *TINY]
     assert gptlab_cli("train", *args, "--max-steps", 2).returncode == 0
@@ -277,4 +277,4 @@ def test_a_resume_on_rewritten_token_shards_is_refused(tmp_path, shards):
     shard = shards / read_index(shards)["shards"][0]["file"]
     tokens = np.fromfile(shard, dtype=read_index(shards)["dtype"])
     tokens[::-1].tofile(shard)  # the same tokens, so the same size and vocabulary, in another order
-    assert_one_line_error(gptlab_cli("train", *args, "--max-steps", 2, "--resume"), f"{shard.name} (changed)")
+    assert_one_line_error(run_cli(capsys, "train", *args, "--max-steps", 2, "--resume"), f"{shard.name} (changed)")

@@ -217,11 +217,11 @@ def run(config: TrainConfig, prepare: Prepare) -> TrainResult:
         with run_dir.locked(Path(config.out)) if runtime.is_main else contextlib.nullcontext():
             with run_dir.stop_on_signal() as stop:
                 config, resumed = _resumed(config, runtime)
-                if config.threads:
-                    torch.set_num_threads(config.threads)
                 data = fingerprint(config.inputs())
                 if resumed:  # before the data is read and tokenised
                     check_same_data(resumed.state.get("data"), data, config.out)
+                if config.threads:
+                    torch.set_num_threads(config.threads)
                 torch.manual_seed(config.seed)  # weights drawn in `prepare`, then dropout; a resume restores its RNG
                 setup = dataclasses.replace(prepare(config, runtime, resumed), data=data)
                 if resumed:
