@@ -52,16 +52,16 @@ def train_tokenizer_on_texts(
 ) -> Tokenizer:
     """`train_tokenizer` on texts in memory, e.g. only the training split of a corpus."""
     specials = list(dict.fromkeys(special_tokens))
-    texts = iter(text for text in texts if text)
-    first = next(texts, None)
-    if first is None:
-        raise GptlabError("nothing to learn a tokenizer from: the input holds no text")
     n_merges = vocab_size - 256 - len(specials)
     if n_merges < 1:
         raise GptlabError(
             f"vocab_size {vocab_size} is too small: it must exceed 256 byte tokens"
             f" + {len(specials)} special tokens"
         )
+    texts = (text for text in texts if text)
+    first = next(texts, None)
+    if first is None:
+        raise GptlabError("nothing to learn a tokenizer from: the input holds no text")
     hf = HFTokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     show_progress = progress and sys.stderr.isatty()  # a bar nobody sees still leaves its newlines
