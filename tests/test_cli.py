@@ -9,6 +9,7 @@ import torch
 
 import gptlab
 from gptlab.model import GPT, preset
+from gptlab.tokenizer import Tokenizer
 
 
 def gptlab_cli(*args, input=None):
@@ -189,3 +190,33 @@ def test_unconditional_sample_starts_from_endoftext(checkpoint):
     assert result.returncode == 0, result.stderr
     lm = gptlab.load(checkpoint)
     assert result.stdout == lm.generate("", max_new_tokens=10, seed=0) + "\n"
+
+
+def test_model_list_says_which_vocabulary_its_counts_assume(capsys):
+    from helpers import run_cli
+
+    result = run_cli(capsys, "model", "list")
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.splitlines()
+    assert header.split()[:4] == ["preset", "params", "vocab", "non-emb"]
+    rows = {line.split()[0]: line.split()[1:4] for line in lines if line.split()[0] in ("mini", "gpt1")}
+    assert rows["mini"] == ["7.26M", "50257", "0.79M"] and rows["gpt1"][1] == "40478"
+    assert "GPT-2's BPE" in result.stdout and "the same at any vocab" in result.stdout
+
+
+def test_tokenizer_train_refuses_empty_input_and_warns_when_it_falls_short(capsys, tmp_path):
+    from helpers import assert_one_line_error, run_cli
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    refused = run_cli(capsys, "tokenizer", "train", "--input", empty, "--vocab-size", 300, "--out", tmp_path / "none")
+    assert_one_line_error(refused, "nothing to learn", "no text")
+    assert not (tmp_path / "none").exists()
+    small = tmp_path / "small.txt"
+    small.write_text("hello world")
+    short = run_cli(capsys, "tokenizer", "train", "--input", small, "--vocab-size", 300, "--out", tmp_path / "tok", "--quiet")
+    assert short.returncode == 0, short.stderr
+    reached = Tokenizer.from_dir(tmp_path / "tok").vocab_size
+    assert reached < 300 and f"wrote tokenizer with {reached} tokens" in short.stdout
+    assert short.stderr.strip() == (f"warning: the input is too small for vocab_size 300: it ran out of pairs to merge "
+                                    f"at {reached} tokens")

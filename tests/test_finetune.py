@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_one_line_error, run_cli
 from safetensors.torch import load_file
-from test_train import assert_same_weights, kill_at
+from test_train import assert_same_weights, kill_at, losses
+from test_train_safety import rewind
 
 import gptlab
 from gptlab.finetune import TaskObjective, TaskSpec, encode, read_rows
@@ -171,3 +173,59 @@ def test_an_unknown_label_at_predict_time_is_one_line(tmp_path, base):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "maybe" in result.stderr
+
+
+def test_a_fine_tune_records_its_base_and_no_progress_hides_only_the_bar(tmp_path, base):
+    train = write_rows(tmp_path / "train.jsonl", "classification", 16, seed=7)
+    out = tmp_path / "run"
+    result = finetune_cli(base, "--train", train, "--max-steps", 1, "--out", out, *FAST, "--batch-size", 4)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"fine-tuning {base} for classification") and "step 1: val_loss" in result.stdout
+    assert "%|" not in result.stderr
+    recorded = json.loads((out / "train_config.json").read_text())
+    base_config = json.loads((base / "config.json").read_text())["model"]
+    assert recorded["checkpoint"] == str(base) and recorded["model"] is None  # no preset: the base is the model
+    shape = ("n_layer", "n_head", "d_model", "n_ctx")
+    assert [recorded["model_config"][k] for k in shape] == [base_config[k] for k in shape] == [2, 2, 64, 64]
+    assert recorded["model_config"]["vocab_size"] == base_config["vocab_size"] + 3  # with GPT-1's s, $ and e
+
+
+def test_a_fine_tune_resumes_with_its_own_steps_and_only_on_its_own_rows(tmp_path, base, capsys):
+    train = write_rows(tmp_path / "train.jsonl", "classification", 32, seed=8)
+    out = tmp_path / "run"
+    args = ["--train", train, "--save-every", 2, "--eval-every", 100, "--out", out, *FAST, "--batch-size", 4]
+    assert finetune_cli(base, *args, "--max-steps", 4).returncode == 0  # 3 epochs would be 24 steps
+    rewind(out, 2)
+    resumed = finetune_cli(base, *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert max(losses(out)) == 4
+    rewind(out, 2)
+    train.write_text(train.read_text().replace('"pos"', '"tmp"').replace('"neg"', '"pos"').replace('"tmp"', '"neg"'))
+    refused = run_cli(capsys, "finetune", base, *args, "--resume")  # refused before any work: in-process
+    assert_one_line_error(refused, f"{train} (changed)")
+    assert not (out / "final").exists()
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--task", "lm", "--trainable", "head"], "task lm"),
+        (["--seq-len", "100000"], "seq_len 100000 is longer than the checkpoint's context n_ctx 64"),
+        (["--task", "lm", "--seq-len", "100000"], "seq_len 100000 is longer than the checkpoint's context n_ctx 64"),
+        (["--lr", "nan"], "lr must be a finite number"),
+        (["--epochs", "inf"], "epochs must be a finite number"),
+        (["--lm-coef", "nan"], "lm_coef must be a finite number"),
+        (["--clf-pdrop", "-0.5"], "clf_pdrop must be in [0, 1)"),
+        (["--warmup-fraction", "1"], "warmup_fraction must be in [0, 1)"),
+        (["--weight-decay", "-1"], "weight_decay must be >= 0"),
+        (["--batch-size", "-4"], "batch_size must be at least 1"),
+    ],
+)
+def test_fine_tuning_settings_it_cannot_honour_are_refused_before_any_work(capsys, tmp_path, base, args, fragment):
+    train = write_rows(tmp_path / "train.jsonl", "classification", 16, seed=9)
+    if "lm" in args:
+        train.write_text("a small text to continue training on.\n" * 20)
+    out = tmp_path / "run"
+    result = run_cli(capsys, "finetune", base, "--train", train, "--max-steps", 1, "--out", out, *FAST, *args)
+    assert_one_line_error(result, fragment)
+    assert not (out / "checkpoints").exists()

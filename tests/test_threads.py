@@ -216,8 +216,9 @@ def test_the_engine_and_the_scorer_apply_the_count_in_their_own_thread(small_tok
     assert seen == {"engine": 1, "scorer": 1}
 
 
-@pytest.mark.parametrize("verb", ["generate", "serve", "eval"])
+@pytest.mark.parametrize("verb", ["generate", "serve", "eval", "quickstart"])
 def test_threads_option_of_each_verb_is_checked(capsys, verb, tmp_path):
     from helpers import assert_one_line_error, run_cli
 
-    assert_one_line_error(run_cli(capsys, verb, tmp_path, "--threads", "0"), "--threads", "at least 1")
+    where = [] if verb == "quickstart" else [tmp_path]
+    assert_one_line_error(run_cli(capsys, verb, *where, "--threads", "0"), "--threads", "at least 1")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_one_line_error, run_cli
 from safetensors.torch import load_file
 
 import gptlab
@@ -135,6 +136,45 @@ def test_bad_config_is_a_clear_error(overrides, message):
         build_config(None, {"data": ["a.txt"], **overrides})
 
 
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--lr", "nan"], "lr must be a finite number, got nan"),
+        (["--lr", "-1"], "lr must be positive, got -1.0"),
+        (["--warmup-steps", "-5"], "warmup_steps must be >= 0"),
+        (["--weight-decay", "-0.1"], "weight_decay must be >= 0"),
+        (["--weight-decay", "inf"], "weight_decay must be a finite number"),
+        (["--grad-clip", "0"], "grad_clip must be positive"),
+        (["--beta1", "nan"], "beta1 must be a finite number"),
+        (["--beta2", "1"], "beta2 must be in [0, 1)"),
+        (["--eps=-1e-8"], "eps must be positive"),
+        (["--min-lr-ratio", "2"], "min_lr_ratio must be in [0, 1]"),
+        (["--max-minutes", "inf"], "max_minutes must be a finite number"),
+        (["--lr-decay-steps", "0"], "lr_decay_steps must be at least 1"),
+        (["--batch-ramp-start", "-8"], "batch_ramp_start must be at least 1"),
+        (["--threads", "0"], "threads must be at least 1"),
+        (["--seed", "-1"], "seed must be >= 0"),
+        (["--seed", str(2**64)], "seed must be below 2**63"),
+        (["--resid-pdrop", "nan"], "resid_pdrop must be in [0, 1)"),
+        (["--init-std", "-0.02"], "init_std must be a positive number"),
+        (["--layer-norm-eps", "nan"], "layer_norm_eps must be a positive number"),
+    ],
+)
+def test_bad_numbers_are_one_line_before_any_work(capsys, tmp_path, corpus, args, fragment):
+    out = tmp_path / "run"
+    result = run_cli(capsys, "train", "--data", corpus, "--out", out, "--max-steps", 1, *TINY, *args)
+    assert_one_line_error(result, fragment)
+    assert not out.exists()
+
+
+def test_bad_numbers_in_a_yaml_config_are_one_line(capsys, tmp_path, corpus):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data: [{corpus}]\nout: {tmp_path / 'run'}\nmax_steps: 1\nlr: .nan\n")
+    assert_one_line_error(run_cli(capsys, "train", config), "lr must be a finite number")
+    config.write_text(f"data: [{corpus}]\nout: {tmp_path / 'run'}\nmax_steps: 1\ngrad_clip: -1\n")
+    assert_one_line_error(run_cli(capsys, "train", config), "grad_clip must be positive")
+
+
 def test_help_lists_every_key():
     result = subprocess.run([sys.executable, "-m", "gptlab", "train", "--help"], capture_output=True, text=True)
     for flag in ("--data", "--tokenizer", "--model", "--out", "--max-steps", "--batch-size", "--seq-len", "--lr",
@@ -186,6 +226,22 @@ def test_a_time_budget_ends_the_run_with_a_finished_schedule_and_can_be_extended
     longer = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.07, *TINY, "--resume")
     assert longer.returncode == 0, longer.stderr
     assert max(losses(out)) > steps
+
+
+def test_no_progress_hides_only_the_bar_and_the_header_says_what_the_parameter_count_counts(tmp_path, corpus, capsys):
+    out = tmp_path / "run"
+    result = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-steps", 2, "--eval-every", 2,
+                       *TINY, "--model", "mini", "--n-layer", "4", "--d-model", "128", "--n-head", "4")
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[0]
+    assert header.startswith("model mini: ") and ("fp32" in header or "bf16" in header), result.stdout
+    assert "step 2: val_loss" in result.stdout
+    assert "%|" not in result.stderr and "step/s" not in result.stderr  # no bar
+    # the header's count is the model list's at this run's vocabulary: the part without embeddings is the same
+    listed = json.loads(run_cli(capsys, "model", "list", "--json").stdout)
+    mini = next(row for row in listed if row["name"] == "mini")
+    assert f"with a 257-token embedding ({mini['non_embedding_params'] / 1e6:.2f}M without embeddings)" in header
+    assert f"{gptlab.load(out / 'final').model.num_params() / 1e6:.2f}M parameters" in header
 
 
 def test_bits_per_byte_is_consistent_with_the_loss(tmp_path, corpus):
@@ -430,10 +486,12 @@ def test_activation_checkpointing_gives_the_same_gradients():
 def test_quickstart_runs_the_pipeline_end_to_end(tmp_path):
     out = tmp_path / "qs"
     result = subprocess.run([sys.executable, "-m", "gptlab", "quickstart", "--minutes", "0.15", "--out", out,
-                             "--vocab-size", "512", "--seq-len", "64", "--batch-size", "8"],
+                             "--vocab-size", "512", "--seq-len", "64", "--batch-size", "8", "--no-progress"],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "bits per byte" in result.stdout and "sample" in result.stdout and str(out / "final") in result.stdout
+    assert "model mini: " in result.stdout and "val_bpb" in result.stdout  # --no-progress hides the bars only
+    assert "%|" not in result.stderr
     assert (out / "loss.png").is_file()
     lm = gptlab.load(out / "final")
     assert lm.tokenizer.vocab_size == 512

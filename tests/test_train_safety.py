@@ -2,13 +2,17 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from helpers import assert_one_line_error, gptlab_cli, run_cli
 from test_train import TINY, losses, train_cli
 
 from gptlab.cli.main import main
@@ -193,3 +197,84 @@ def test_a_conflicting_tokenizer_for_token_shards_is_one_line(tmp_path, shards, 
         result = train_cli("--data", shards, "--tokenizer", tokenizer, "--max-steps", 1, "--out", tmp_path / "x", *TINY)
         one_line_error(result, "tokenizer")
         assert not (tmp_path / "x" / "checkpoints").exists()
+
+
+# --- a resume continues the run it names: its own settings, its own data ---------------------------------
+
+
+def rewind(out: Path, step: int) -> None:
+    """Leave the run as a kill just after its checkpoint of `step` would: later checkpoints and final/ gone."""
+    for later in [p for p in (out / "checkpoints").glob("step_*") if int(p.name.split("_")[1]) > step]:
+        shutil.rmtree(later)
+    for finished in ("final", "best"):
+        shutil.rmtree(out / finished, ignore_errors=True)
+
+
+def test_a_resume_keeps_every_setting_it_is_not_given_and_says_when_the_schedule_changes(tmp_path, corpus):
+    out = tmp_path / "run"
+    run = gptlab_cli("train", "--data", corpus, "--tokenizer", "byte", "--save-every", 2, "--eval-every", 100,
+                     "--keep-checkpoints", 10, "--out", out, "--max-steps", 6, *TINY)
+    assert run.returncode == 0, run.stderr
+    rewind(out, 2)
+    resumed = gptlab_cli("train", "--out", out, "--resume")  # data, model, recipe and max_steps: the run's own
+    assert resumed.returncode == 0, resumed.stderr
+    assert "from step 2" in resumed.stderr and "max_steps" not in resumed.stderr
+    assert max(losses(out)) == 6 and (out / "final").is_dir()
+    assert json.loads((out / "train_config.json").read_text())["max_steps"] == 6
+
+    rewind(out, 2)
+    shorter = gptlab_cli("train", "--out", out, "--resume", "--max-steps", 4)
+    assert shorter.returncode == 0, shorter.stderr
+    (warning,) = [line for line in shorter.stderr.splitlines() if line.startswith("warning: max_steps 6 -> 4")]
+    assert "laid out for 6 steps" in warning and max(losses(out)) == 4
+
+
+def test_a_resume_of_a_yaml_run_needs_no_yaml(tmp_path, corpus):
+    out = tmp_path / "run"
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data: [{corpus}]\ntokenizer: byte\nmodel: tiny\nn_layer: 1\nd_model: 32\nn_head: 2\nseq_len: 32\n"
+                      f"batch_size: 4\nmax_steps: 4\nsave_every: 2\neval_every: 100\nkeep_checkpoints: 10\nlr: 0.003\n"
+                      f"out: {out}\nthreads: 1\nprogress: false\nsample_tokens: 0\n")
+    assert gptlab_cli("train", config).returncode == 0
+    rewind(out, 2)
+    resumed = gptlab_cli("train", "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert max(losses(out)) == 4
+    settings = json.loads((out / "train_config.json").read_text())
+    assert settings["lr"] == 0.003 and settings["model_overrides"]["n_layer"] == 1
+
+
+def test_a_resume_on_changed_data_is_refused_naming_the_file(tmp_path, corpus, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    text = corpus.read_text()
+    (data / "a.txt").write_text(text[:100_000])
+    (data / "b.txt").write_text(text[100_000:])
+    out = tmp_path / "run"
+    args = ["--data", data, "--tokenizer", "byte", "--save-every", 2, "--eval-every", 100, "--out", out, *TINY]
+    assert gptlab_cli("train", *args, "--max-steps", 4).returncode == 0
+    rewind(out, 2)
+    (data / "b.txt").write_text(text[100_000:].swapcase())  # the same size, other content
+    refused = run_cli(capsys, "train", *args, "--max-steps", 4, "--resume")  # refused before any work: in-process
+    line = assert_one_line_error(refused, "b.txt (changed)", "training data")
+    assert "a.txt" not in line and not (out / "final").exists()
+
+    # a run saved before data fingerprints were recorded still resumes
+    state_file = out / "checkpoints" / "step_0000002" / "train_state.pt"
+    state = torch.load(state_file, weights_only=True)
+    del state["data"]
+    torch.save(state, state_file)
+    resumed = gptlab_cli("train", *args, "--max-steps", 4, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert max(losses(out)) == 4
+
+
+def test_a_resume_on_rewritten_token_shards_is_refused(tmp_path, shards, capsys):
+    out = tmp_path / "run"
+    args = ["--data", shards, "--save-every", 1, "--eval-every", 100, "--out", out, *TINY]
+    assert gptlab_cli("train", *args, "--max-steps", 2).returncode == 0
+    rewind(out, 1)
+    shard = shards / read_index(shards)["shards"][0]["file"]
+    tokens = np.fromfile(shard, dtype=read_index(shards)["dtype"])
+    tokens[::-1].tofile(shard)  # the same tokens, so the same size and vocabulary, in another order
+    assert_one_line_error(run_cli(capsys, "train", *args, "--max-steps", 2, "--resume"), f"{shard.name} (changed)")

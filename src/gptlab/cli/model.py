@@ -37,12 +37,14 @@ def describe(config: GPTConfig) -> dict:
     import torch
 
     from gptlab.model import GPT
+    from gptlab.scale.shapes import non_embedding_params
 
     with torch.device("meta"):
         params = GPT(config).num_params()
     layers = [config.layer_attention(i) for i in range(config.n_layer)]
     return {
         "params": params,
+        "non_embedding_params": non_embedding_params(config),
         "n_layer": config.n_layer,
         "n_head": config.n_head,
         "d_model": config.d_model,
@@ -65,9 +67,10 @@ def run_info(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(info, indent=2))
         return
+    width = max(map(len, info))
     for key, value in info.items():
         if value is not None:
-            print(f"{key:>13}  {f'{value:,}' if isinstance(value, int) and not isinstance(value, bool) else value}")
+            print(f"{key:>{width}}  {f'{value:,}' if isinstance(value, int) and not isinstance(value, bool) else value}")
 
 
 def run_list(args: argparse.Namespace) -> None:
@@ -75,6 +78,9 @@ def run_list(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'preset':<12} {'params':>9} {'layers':>6} {'d_model':>7} {'heads':>5} {'ctx':>5}  description")
+    print(f"{'preset':<12} {'params':>10} {'vocab':>6} {'non-emb':>10} {'layers':>6} {'d_model':>7} {'heads':>5} {'ctx':>5}  description")
     for r in rows:
-        print(f"{r['name']:<12} {r['params'] / 1e6:>8.1f}M {r['n_layer']:>6} {r['d_model']:>7} {r['n_head']:>5} {r['n_ctx']:>5}  {r['description']}")
+        print(f"{r['name']:<12} {r['params'] / 1e6:>9.2f}M {r['vocab_size']:>6} {r['non_embedding_params'] / 1e6:>9.2f}M "
+              f"{r['n_layer']:>6} {r['d_model']:>7} {r['n_head']:>5} {r['n_ctx']:>5}  {r['description']}")
+    print("params: with the token embedding of the vocab shown (GPT-2's BPE; GPT-1's for gpt1), so a run with another "
+          "tokenizer has another total.\nnon-emb: without the token and position embeddings, the same at any vocab.")

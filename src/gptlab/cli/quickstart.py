@@ -11,6 +11,8 @@ import argparse
 import shlex
 from pathlib import Path
 
+from gptlab.cli.options import add_threads
+
 
 TOKENIZER_SAMPLE_MB = 8.0  # enough text for a small BPE, trained in seconds
 # The recipe, tuned for the best validation bits per byte in 5 minutes on 2 CPU cores (README: the main job).
@@ -39,6 +41,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=LR, help=f"peak learning rate (default {LR:g})")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted quickstart in --out")
+    add_threads(parser)
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="progress bars (default on); --no-progress hides the bars only, not the run's report")
     parser.set_defaults(run=run)
 
 
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
         "data": [str(f) for f in files], "tokenizer": f"bpe:{args.vocab_size}", "tokenizer_sample_mb": TOKENIZER_SAMPLE_MB,
         "model": args.model, "out": str(out), "seq_len": args.seq_len, "batch_size": args.batch_size, "lr": args.lr,
         "seed": args.seed, "eval_windows": 100, "sample_tokens": 120, "sample_prompt": "def ",
-        "resume": args.resume,
+        "resume": args.resume, "progress": args.progress, "threads": args.threads,
     }
     # the budget alone paces the run: it evaluates and saves at each fifth of it, never by step count
     settings |= {"max_minutes": args.minutes, "warmup_steps": 50, "eval_every": UNLIMITED_STEPS, "save_every": UNLIMITED_STEPS}

@@ -26,7 +26,8 @@ class FinetuneConfig(TrainConfig):
     valid: str | None = None
     """Validation file; default: a seeded val_fraction of the training rows (or text) held out."""
     trainable: Literal["all", "head"] = "all"
-    """`head` trains only the new head and the s/$/e embeddings; the backbone stays bit-identical."""
+    """`head` trains only the new head and the s/$/e embeddings; the backbone stays bit-identical. Not for `lm`,
+    whose output layer is the token embedding itself: there is no head apart from the backbone."""
     epochs: float = 3.0
     lm_coef: float = 0.5
     """λ in L3 = L2 + λ·L1: weight of the auxiliary language-modelling loss (0 turns it off)."""
@@ -34,6 +35,8 @@ class FinetuneConfig(TrainConfig):
     """Dropout before the classifier head."""
     warmup_fraction: float = 0.002
     """Warmup as a share of all steps, when warmup_steps is not given."""
+    model: str | None = None
+    """Not a fine-tuning setting: the model is the checkpoint's (train_config.json records its shape)."""
     out: str = "runs/finetune"
     lr: float | None = 6.25e-5
     """Peak learning rate."""
@@ -55,13 +58,20 @@ class FinetuneConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.checkpoint:
+        if not self.checkpoint and not self.resume:  # a resume takes them from the run
             raise GptlabError("finetune: name the pretrained checkpoint to start from")
-        if not self.train:
+        if not self.train and not self.resume:
             raise GptlabError("finetune: pass --train FILE with the training rows")
         if self.model_overrides:
             raise GptlabError("finetune: the model comes from the checkpoint; model fields cannot be changed")
-        if self.epochs <= 0:
-            raise GptlabError(f"finetune: epochs must be positive, got {self.epochs}")
-        if self.lm_coef < 0 or not 0 <= self.clf_pdrop < 1 or not 0 <= self.warmup_fraction < 1:
-            raise GptlabError("finetune: lm_coef must be >= 0, clf_pdrop and warmup_fraction in [0, 1)")
+        self._check(("epochs",), "positive", lambda v: v > 0)
+        self._check(("lm_coef",), ">= 0", lambda v: v >= 0)
+        self._check(("clf_pdrop", "warmup_fraction"), "in [0, 1)", lambda v: 0 <= v < 1)
+        if self.task == "lm" and self.trainable == "head":
+            raise GptlabError(
+                "finetune: trainable head needs a task's head; task lm has none apart from the backbone (its output "
+                "layer is the token embedding): use trainable all"
+            )
+
+    def inputs(self) -> list[str]:
+        return [path for path in (self.train, self.valid) if path]

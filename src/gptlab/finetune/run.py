@@ -33,6 +33,9 @@ def prepare_finetuning(config: FinetuneConfig, runtime: distributed.Runtime, res
     base = resumed.lm if resumed else load(config.checkpoint, device="cpu")
     if base.tokenizer is None:
         raise GptlabError(f"{config.checkpoint} has no tokenizer to encode the training data with")
+    n_ctx = base.model.config.n_ctx
+    if config.seq_len is not None and config.seq_len > n_ctx:  # refused before the data is read
+        raise GptlabError(f"seq_len {config.seq_len} is longer than the checkpoint's context n_ctx {n_ctx}")
     if config.task == "lm":
         return _language_modelling(config, base, runtime)
     return _task(config, base, resumed is not None)
@@ -47,8 +50,6 @@ def _language_modelling(config: FinetuneConfig, base, runtime: distributed.Runti
         split = dataclasses.replace(split, val=list(iter_documents([config.valid])))
     corpus = build_corpus([config.train], tokenizer, config.val_fraction, config.seed, config.progress and runtime.is_main, split)
     seq_len = config.seq_len or model.config.n_ctx
-    if seq_len > model.config.n_ctx:
-        raise GptlabError(f"seq_len {seq_len} is longer than the checkpoint's context n_ctx {model.config.n_ctx}")
     config = _schedule(config, max(1, len(corpus.train) // seq_len))
     objective = NextTokenPrediction(corpus.train, corpus.val, seq_len, config.seed, config.eval_windows, tokenizer.token_bytes())
     summary = f"fine-tuning {config.checkpoint} as a language model on {len(corpus.train):,} tokens ({len(corpus.val):,} validation)"
@@ -73,7 +74,7 @@ def _task(config: FinetuneConfig, base, resumed: bool) -> Setup:
         model = TaskModel.from_backbone(grown, spec, config.seed)
     if config.trainable == "head":
         freeze_backbone(model)
-    n_ctx = model.config.n_ctx
+    n_ctx = config.seq_len or model.config.n_ctx  # rows are cut to the training window
     train, val = encode(model.spec, tokenizer, train_rows, n_ctx), encode(model.spec, tokenizer, val_rows, n_ctx)
     if train.truncated or val.truncated:
         print(f"warning: {train.truncated + val.truncated} rows were cut to fit the context of {n_ctx} tokens", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -57,6 +58,9 @@ class GPTConfig:
         for name in ("embd_pdrop", "resid_pdrop", "attn_pdrop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise GptlabError(f"model config: {name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("layer_norm_eps", "init_std"):
+            if not 0.0 < getattr(self, name) < math.inf:
+                raise GptlabError(f"model config: {name} must be a positive number, got {getattr(self, name)}")
 
     @property
     def d_head(self) -> int:

@@ -7,6 +7,7 @@ special tokens) because tiktoken, which does the encoding, needs ids equal to me
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -31,8 +32,8 @@ def train_tokenizer(
     """Learn vocab_size - 256 - len(special_tokens) merges from the documents under `files`.
 
     They are read as `gptlab train` reads them (gptlab.data.sources: text, JSONL, Parquet, a data
-    stage's kept shards). A smaller corpus may run out of pairs to merge first, leaving a smaller
-    vocabulary.
+    stage's kept shards). Input without any text is refused; a smaller corpus may run out of pairs
+    to merge first, leaving a smaller vocabulary, which a warning reports.
     """
     from gptlab.data.sources import iter_documents
 
@@ -57,6 +58,10 @@ def train_tokenizer_on_texts(
             f"vocab_size {vocab_size} is too small: it must exceed 256 byte tokens"
             f" + {len(specials)} special tokens"
         )
+    texts = (text for text in texts if text)
+    first = next(texts, None)
+    if first is None:
+        raise GptlabError("nothing to learn a tokenizer from: the input holds no text")
     hf = HFTokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     show_progress = progress and sys.stderr.isatty()  # a bar nobody sees still leaves its newlines
@@ -66,7 +71,7 @@ def train_tokenizer_on_texts(
         show_progress=show_progress,
     )
     with _stdout_to_stderr() if show_progress else contextlib.nullcontext():
-        hf.train_from_iterator(texts, trainer)
+        hf.train_from_iterator(itertools.chain([first], texts), trainer)
     # Newer `tokenizers` store merges as [a, b] pairs, older ones as "a b" strings.
     merges = [
         m if isinstance(m, list) else m.split(" ")
@@ -87,6 +92,9 @@ def train_tokenizer_on_texts(
                 f"special token {name!r} must be a non-empty string unlike any learned token"
             )
         vocab[name] = len(vocab)
+    if len(vocab) < vocab_size:
+        print(f"warning: the input is too small for vocab_size {vocab_size}: it ran out of pairs to merge at "
+              f"{len(vocab)} tokens", file=sys.stderr)
     return Tokenizer(vocab, kept)
 
 

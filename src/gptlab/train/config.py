@@ -7,8 +7,10 @@ the chosen preset, so `--model gpt3-small --n-layer 4` is a four-layer GPT-3 sma
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from gptlab.errors import GptlabError
-from gptlab.model import GPTConfig
+from gptlab.model import GPTConfig, preset
 
 
 UNLIMITED_STEPS = 10**12
@@ -90,35 +92,63 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     threads: int | None = None
-    """CPU threads for PyTorch; defaults to PyTorch's choice."""
+    """CPU threads to compute with; by default PyTorch's count less the cores other programs keep busy, followed
+    as the load changes (gptlab.threads)."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    given: frozenset[str] | None = field(default=None, compare=False, repr=False)
+    """The keys set explicitly (build_config: the YAML file and the command line); on resume every other key keeps
+    the run's own value. None, as for a config made in Python: every key counts as given."""
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
             self.data = [self.data]
-        for name in ("batch_size", "max_steps", "eval_every", "eval_windows", "log_every", "save_every", "keep_checkpoints"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise GptlabError(f"train config: {name} must be at least 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "batch_ramp_steps", "sample_tokens"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise GptlabError(f"train config: {name} must be >= 0, got {getattr(self, name)}")
-        if self.tokenizer_sample_mb is not None and self.tokenizer_sample_mb <= 0:
-            raise GptlabError(f"train config: tokenizer_sample_mb must be positive, got {self.tokenizer_sample_mb}")
-        if not 0 <= self.val_fraction < 1:
-            raise GptlabError(f"train config: val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise GptlabError(f"train config: max_minutes must be positive, got {self.max_minutes}")
-        if self.micro_batch_size is not None and self.micro_batch_size < 1:
-            raise GptlabError(f"train config: micro_batch_size must be at least 1, got {self.micro_batch_size}")
+        for name, value in self._numbers().items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise GptlabError(f"{self.verb} config: {name} must be a finite number, got {value}")
+        self._check(("batch_size", "micro_batch_size", "max_steps", "lr_decay_steps", "batch_ramp_start", "eval_every",
+                     "eval_windows", "log_every", "save_every", "keep_checkpoints", "threads"), "at least 1", lambda v: v >= 1)
+        self._check(("warmup_steps", "batch_ramp_steps", "sample_tokens", "seed", "weight_decay"), ">= 0", lambda v: v >= 0)
+        self._check(("lr", "eps", "grad_clip", "max_minutes", "tokenizer_sample_mb"), "positive", lambda v: v > 0)
+        self._check(("val_fraction", "beta1", "beta2"), "in [0, 1)", lambda v: 0 <= v < 1)
+        self._check(("min_lr_ratio",), "in [0, 1]", lambda v: 0 <= v <= 1)
+        self._check(("seed",), "below 2**63", lambda v: v < 2**63)  # torch's and numpy's generators take 64 bits
         unknown = sorted(set(self.model_overrides) - _MODEL_FIELDS)
         if unknown:
-            raise GptlabError(f"train config: unknown model field(s) {', '.join(unknown)}")
+            raise GptlabError(f"{self.verb} config: unknown model field(s) {', '.join(unknown)}")
+        if self.model is not None:
+            preset(self.model, **self.model_overrides)  # the preset's name and the model fields, checked now
 
     verb: typing.ClassVar[str] = "train"
     """The command whose options these are."""
 
+    def _numbers(self) -> dict[str, int | float]:
+        """The numeric settings that are set (booleans are not numbers here)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    def _check(self, names: tuple[str, ...], want: str, ok: Callable[[int | float], bool]) -> None:
+        """Refuse, in one line, the first of the settings `names` that is set and not `ok`."""
+        numbers = self._numbers()
+        for name in names:
+            if name in numbers and not ok(numbers[name]):
+                raise GptlabError(f"{self.verb} config: {name} must be {want}, got {numbers[name]}")
+
+    def inputs(self) -> list[str]:
+        """The data paths the run reads, whose fingerprint a resume checks (train.fingerprint)."""
+        return list(self.data)
+
+    def resumed_from(self, saved: dict[str, Any]) -> TrainConfig:
+        """These settings over those of the run being resumed (`saved`, its to_dict()): what is not given keeps the
+        run's value, so a resume trains toward the run's own max_steps, on its data, with its recipe."""
+        if self.given is None:
+            return self
+        names = {f.name for f in dataclasses.fields(self)} - {"given", "out", "resume"}
+        return dataclasses.replace(self, **{k: v for k, v in saved.items() if k in names and k not in self.given})
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        del values["given"]
+        return values
 
 
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(GPTConfig)}
@@ -164,7 +194,7 @@ def build_config(yaml_path: Path | None, overrides: dict[str, Any], cls: type[Tr
 
     `cls` is TrainConfig or a variant of it with more fields and other defaults (fine-tuning's).
     """
-    fields = {f.name for f in dataclasses.fields(cls) if f.name != "model_overrides"}
+    fields = {f.name for f in dataclasses.fields(cls) if f.name not in ("model_overrides", "given")}
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     if yaml_path is not None:
@@ -192,10 +222,11 @@ def build_config(yaml_path: Path | None, overrides: dict[str, Any], cls: type[Tr
             model_overrides[key] = _coerce(key, value, list[str] if key == "attention" else _MODEL_HINTS[key])
         else:
             raise GptlabError(f"unknown config key {key!r}; see `gptlab {cls.verb} --help`")
+    given = frozenset(config) | ({"model_overrides"} if model_overrides else set())
     step_limited = cls.__dataclass_fields__["max_steps"].default is not None  # fine-tuning counts epochs instead
     if config.get("max_minutes") is not None and "max_steps" not in config and step_limited:
         config["max_steps"] = UNLIMITED_STEPS
-    return cls(**config, model_overrides=model_overrides)
+    return cls(**config, model_overrides=model_overrides, given=given)
 
 
 def field_help(cls: type[TrainConfig] = TrainConfig) -> list[tuple[str, Any, str]]:
@@ -203,7 +234,7 @@ def field_help(cls: type[TrainConfig] = TrainConfig) -> list[tuple[str, Any, str
     docs = {name: doc for klass in reversed(cls.__mro__) if dataclasses.is_dataclass(klass) for name, doc in _docs(klass).items()}
     rows = []
     for f in dataclasses.fields(cls):
-        if f.name == "model_overrides":
+        if f.name in ("model_overrides", "given"):
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         rows.append((f.name, default, docs.get(f.name, "")))

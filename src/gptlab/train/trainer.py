@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,14 @@ from gptlab.device import bf16_is_fast, keep_freed_memory
 from gptlab.errors import GptlabError, Interrupted
 from gptlab.generation import generate
 from gptlab.model import GPT, PRESETS, GPTConfig, preset
+from gptlab.scale.shapes import non_embedding_params
 from gptlab.tokenizer import CharTokenizer, byte_tokenizer, load_tokenizer, train_tokenizer_on_texts
 from gptlab.train import distributed, run_dir
 from gptlab.train.checkpointing import (
     Resumed, checkpoints, discard_partial, load_latest, save_checkpoint, save_sharded_checkpoint, step_dir, write_sharded,
 )
 from gptlab.train.config import TrainConfig
+from gptlab.train.fingerprint import check_same_data, fingerprint
 from gptlab.train.metrics import MetricsLog, plot_loss
 from gptlab.train.objective import Forward, NextTokenPrediction, Objective
 from gptlab.train.optim import batch_size_at, build_optimizer, lr_at, lr_at_time
@@ -192,6 +194,8 @@ class Setup:
     """Tokens in one training item (a window), for tokens/s; None logs items/s."""
     sample: Callable[[torch.nn.Module], str] | None = None
     """Text sampled at each evaluation to show progress."""
+    data: dict[str, str] = field(default_factory=dict)
+    """The training data's fingerprint (train.fingerprint), which `run` fills in and checkpoints keep."""
 
 
 Prepare = Callable[[TrainConfig, distributed.Runtime, "Resumed | None"], Setup]
@@ -212,31 +216,41 @@ def run(config: TrainConfig, prepare: Prepare) -> TrainResult:
     try:
         with run_dir.locked(Path(config.out)) if runtime.is_main else contextlib.nullcontext():
             with run_dir.stop_on_signal() as stop:
+                config, resumed = _resumed(config, runtime)
+                data = fingerprint(config.inputs())
+                if resumed:  # before the data is read and tokenised
+                    check_same_data(resumed.state.get("data"), data, config.out)
                 threads.use_threads(config.threads)
-                resumed = _resumed(config, runtime)
                 torch.manual_seed(config.seed)  # weights drawn in `prepare`, then dropout; a resume restores its RNG
-                setup = prepare(config, runtime, resumed)
+                setup = dataclasses.replace(prepare(config, runtime, resumed), data=data)
                 if resumed:
                     check_resumable(setup.config, resumed)
                     if runtime.is_main:
                         print(f"resuming {config.out} from step {resumed.state['step']} ({resumed.path.name})", file=sys.stderr)
+                        if warning := _schedule_change(setup.config, resumed):
+                            print(warning, file=sys.stderr)
                 return run_loop(setup, runtime, stop, resumed)
     finally:
         runtime.shutdown()
 
 
-def _resumed(config: TrainConfig, runtime: distributed.Runtime) -> Resumed | None:
+def _resumed(config: TrainConfig, runtime: distributed.Runtime) -> tuple[TrainConfig, Resumed | None]:
+    """The settings to run with and, when resuming, the newest checkpoint: settings not given keep the run's own."""
     out = Path(config.out)
     if runtime.is_main:  # it holds the run directory's lock, so no save of another run is under way
         discard_partial(out)
     if not config.resume:
         if checkpoints(out):
             raise GptlabError(f"{out} already holds checkpoints of a run; pass --resume to continue it or choose another --out")
-        return None
+        return config, None
     resumed = load_latest(out, "cpu")
-    if resumed is None and runtime.is_main:
-        print(f"warning: nothing to resume in {out}; starting a new run", file=sys.stderr)
-    return resumed
+    if resumed is None:
+        config = dataclasses.replace(config, resume=False)  # a new run after all, checked as one
+        if runtime.is_main:
+            print(f"warning: nothing to resume in {out}; starting a new run", file=sys.stderr)
+        return config, None
+    saved = resumed.state.get("config")
+    return (config.resumed_from(json.loads(saved)) if saved else config), resumed
 
 
 # Settings a resumed run may change: they decide how a run is watched and run, not what it computes.
@@ -250,9 +264,9 @@ _RESUMABLE_CHANGES = frozenset({
 def check_resumable(config: TrainConfig, resumed: Resumed) -> None:
     """Refuse to continue a run under settings other than those it was trained with.
 
-    `config` is resolved (defaults filled). Only the keys in _RESUMABLE_CHANGES may differ;
-    max_steps may grow (the cosine decay then stretches to the new end, unless lr_decay_steps was set), and so may
-    max_minutes (the decay then stretches over the larger budget).
+    `config` is resolved (defaults filled). Only the keys in _RESUMABLE_CHANGES may differ; max_steps may change
+    (the decay then stretches or shrinks to the new end, unless lr_decay_steps was set: `_schedule_change` warns),
+    and max_minutes may grow (the decay then stretches over the larger budget).
     """
     saved_json = resumed.state.get("config")
     if saved_json is None:
@@ -281,6 +295,18 @@ def check_resumable(config: TrainConfig, resumed: Resumed) -> None:
         )
 
 
+def _schedule_change(config: TrainConfig, resumed: Resumed) -> str | None:
+    """A warning when a resume lays the decay out for another max_steps than the run's: the learning rate then
+    jumps (a smaller max_steps compresses the decay, a larger one stretches it)."""
+    saved = json.loads(resumed.state.get("config", "{}")).get("max_steps")
+    if config.max_minutes is not None or config.lr_decay_steps is not None or saved in (None, config.max_steps):
+        return None
+    return (
+        f"warning: max_steps {saved} -> {config.max_steps}: the learning-rate schedule was laid out for {saved} steps; "
+        f"its decay now ends at step {config.max_steps}"
+    )
+
+
 def prepare_pretraining(config: TrainConfig, runtime: distributed.Runtime, resumed: Resumed | None) -> Setup:
     """Next-token prediction on the documents or token shards of `config.data`."""
     if not config.data:
@@ -301,7 +327,8 @@ def prepare_pretraining(config: TrainConfig, runtime: distributed.Runtime, resum
     config = with_paper_defaults(config, seq_len)
     objective = NextTokenPrediction(corpus.train, corpus.val, seq_len, config.seed, config.eval_windows, tokenizer.token_bytes())
     summary = (
-        f"model {config.model}: {model.num_params() / 1e6:.2f}M parameters, {mcfg.n_layer} layers, d_model {mcfg.d_model}, "
+        f"model {config.model}: {model.num_params() / 1e6:.2f}M parameters with a {mcfg.vocab_size:,}-token embedding "
+        f"({non_embedding_params(mcfg) / 1e6:.2f}M without embeddings), {mcfg.n_layer} layers, d_model {mcfg.d_model}, "
         f"context {seq_len}; {len(corpus.train):,} train / {len(corpus.val):,} val tokens; vocab {tokenizer.vocab_size}"
     )
     sample = (lambda model: _sample(model, tokenizer, config)) if config.sample_tokens else None
@@ -340,10 +367,10 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
     bf16 = _trains_in_bf16(config, runtime)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     metrics = MetricsLog(out / "metrics.jsonl", step, out / "tensorboard" if config.tensorboard else None) if runtime.is_main else None
-    if runtime.is_main:
-        atomic.write_text(out / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-        if show:
-            tqdm.write(f"{setup.summary}; {runtime.world_size} process(es) on {device}, {'bf16 autocast' if bf16 else 'fp32'}")
+    if runtime.is_main:  # the settings, and the shape of the model they train (for a fine-tune, the base's)
+        recorded = {**config.to_dict(), "model_config": model.config.to_dict()}
+        atomic.write_text(out / "train_config.json", json.dumps(recorded, indent=2) + "\n")
+        tqdm.write(f"{setup.summary}; {runtime.world_size} process(es) on {device}, {'bf16 autocast' if bf16 else 'fp32'}")
 
     budget = config.max_minutes * 60 if config.max_minutes is not None else None
     spent = resumed.state.get("elapsed", 0.0) if resumed else 0.0
@@ -369,7 +396,7 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
 
     def save(step: int) -> Path | None:
         state = {"step": step, "best": best, "sampler": objective.state_dict(), "rng": runtime.rng_states(),
-                 "config": json.dumps(config.to_dict()), "elapsed": elapsed()}
+                 "config": json.dumps(config.to_dict()), "elapsed": elapsed(), "data": setup.data}
         if sharded:
             return save_sharded_checkpoint(out, step, model, optimizer, tokenizer, state, config.keep_checkpoints, runtime)
         weights = distributed.full_weights(model)
@@ -448,9 +475,8 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
                 if samples:
                     with (out / "samples.txt").open("a") as f:
                         f.write(f"--- step {step}\n{samples[0]}\n")
-                if show:
-                    shown = ", ".join(f"{k} {v:.4f}" for k, v in val.items())
-                    tqdm.write(f"step {step}: {shown}" + (f" | sample: {samples[0][:200]!r}" if samples else ""))
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in val.items())
+                tqdm.write(f"step {step}: {shown}" + (f" | sample: {samples[0][:200]!r}" if samples else ""))
                 if time.perf_counter() - plotted_at >= _REPLOT_SECONDS:
                     plot_loss(metrics.rows, out / "loss.png", setup.label)
                     plotted_at = time.perf_counter()
