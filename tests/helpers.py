@@ -16,13 +16,20 @@ GPTLAB = [sys.executable, "-m", "gptlab"]
 
 
 def gptlab_cli(*args, input: str | None = None, timeout: float = 600, cwd: Path | str | None = None,
-               env: dict[str, str] | None = None, wait: bool = True):
-    """`gptlab ARGS` in a new process; with wait=False the running `Popen` (stdout and stderr piped)."""
+               env: dict[str, str] | None = None, wait: bool = True, capture: bool = True,
+               new_session: bool = False):
+    """`gptlab ARGS` in a new process; with wait=False the running `Popen` (stdout and stderr piped).
+
+    capture=False sends both streams to /dev/null: a run that nobody reads must not stall on a full pipe.
+    new_session=True starts it in a session of its own, so `os.killpg(process.pid, ...)` reaches its workers.
+    """
     cmd = [*GPTLAB, *map(str, args)]
     full_env = {**os.environ, **env} if env else None
+    stream = subprocess.PIPE if capture else subprocess.DEVNULL
+    options = dict(stdout=stream, stderr=stream, text=True, cwd=cwd, env=full_env, start_new_session=new_session)
     if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=full_env)
-    return subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout, cwd=cwd, env=full_env)
+        return subprocess.Popen(cmd, **options)
+    return subprocess.run(cmd, input=input, timeout=timeout, **options)
 
 
 def run_cli(capsys, *args) -> subprocess.CompletedProcess:

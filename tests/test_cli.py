@@ -1,29 +1,14 @@
 """The `gptlab` command as a user runs it: a real subprocess, real files, exit codes and one-line errors."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
+from helpers import assert_one_line_error, gptlab_cli
 
 import gptlab
 from gptlab.model import GPT, preset
 from gptlab.tokenizer import Tokenizer
-
-
-def gptlab_cli(*args, input=None):
-    return subprocess.run(
-        [sys.executable, "-m", "gptlab", *map(str, args)], capture_output=True, text=True, input=input, timeout=300
-    )
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 1, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gptlab: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +137,8 @@ def test_generate_bad_input(checkpoint, tmp_path):
 
 def test_readme_tour_convert_a_hf_model_then_generate(tmp_path, small_tokenizer):
     """Convert a real transformers GPT-2 with the CLI; `gptlab generate` greedy equals HF's own generate."""
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     torch.manual_seed(0)
     config = transformers.GPT2Config(
         vocab_size=small_tokenizer.vocab_size, n_positions=64, n_embd=64, n_layer=2, n_head=4,

@@ -8,8 +8,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,14 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import assert_one_line_error, gptlab_cli
 
 from gptlab.data import build_corpus
 from gptlab.data.shards import is_shards_dir
 
 
-def data_cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "gptlab", "data", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+def data_cli(*args, **kwargs):
+    return gptlab_cli("data", *args, **kwargs)
 
 
 def records(output: Path, sub: str = "") -> list[dict]:
@@ -142,8 +140,7 @@ def test_sigkill_mid_stage_then_rerun_equals_an_uninterrupted_run(tmp_path, raw)
 
     out = tmp_path / "killed"
     for phase in ("sign", "write"):  # kill once inside each parallel phase
-        process = subprocess.Popen([sys.executable, "-m", "gptlab", "data", *map(str, args), "--output", str(out)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        process = data_cli(*args, "--output", out, wait=False, capture=False, new_session=True)
         completions = out / ".work" / phase / "completions"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(list(completions.glob("*"))) < 3 and process.poll() is None:
@@ -185,8 +182,7 @@ stages:
     rng = random.Random(0)
     kills = 0
     for _ in range(30):  # each attempt gets further, since finished work is kept
-        process = subprocess.Popen([sys.executable, "-m", "gptlab", "data", "run", str(spec)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        process = data_cli("run", spec, wait=False, capture=False, new_session=True)
         time.sleep(rng.uniform(0.1, 0.5) * uninterrupted)
         if process.poll() is not None:
             break
@@ -200,15 +196,12 @@ stages:
         assert snapshot(killed / stage) == snapshot(reference / stage), stage
 
 
-def test_ray_executor_gives_the_local_output(tmp_path, raw):
-    pytest.importorskip("ray")
+def test_ray_executor_gives_the_local_output(tmp_path, raw, monkeypatch):
     folder, _ = raw
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     assert data_cli("dedup", "--input", folder, "--output", local, "--workers", 2).returncode == 0
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a fresh local cluster
-    result = subprocess.run([sys.executable, "-m", "gptlab", "data", "dedup", "--input", str(folder), "--output",
-                             str(on_ray), "--executor", "ray", "--workers", "2"],
-                            capture_output=True, text=True, timeout=600, env=env)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a fresh local cluster
+    result = data_cli("dedup", "--input", folder, "--output", on_ray, "--executor", "ray", "--workers", 2)
     assert result.returncode == 0, result.stderr[-3000:]
     assert snapshot(on_ray) == snapshot(local)
 
@@ -284,10 +277,8 @@ def test_mix_weights_sources_and_train_reads_the_shards(tmp_path, corpus_text, s
     assert is_shards_dir(out)
     corpus = build_corpus([out], small_tokenizer, 0.1, 0, progress=False)
     assert len(corpus.train) + len(corpus.val) == stats["big"]["tokens_taken"] + stats["small"]["tokens_taken"]
-    train = subprocess.run([sys.executable, "-m", "gptlab", "train", "--data", str(out), "--tokenizer", str(tokenizer),
-                            "--out", str(tmp_path / "run"), "--model", "tiny", "--max-steps", "2", "--seq-len", "32",
-                            "--batch-size", "4", "--no-progress", "--sample-tokens", "0"],
-                           capture_output=True, text=True, timeout=600)
+    train = gptlab_cli("train", "--data", out, "--tokenizer", tokenizer, "--out", tmp_path / "run", "--model", "tiny",
+                       "--max-steps", 2, "--seq-len", 32, "--batch-size", 4, "--no-progress", "--sample-tokens", 0)
     assert train.returncode == 0, train.stderr[-2000:]
 
 
@@ -330,17 +321,14 @@ def test_bad_input_is_one_line(tmp_path, raw, args, message):
     places = {"IN": str(folder), "OUT": str(tmp_path / "out"), "PIPE": str(tmp_path / "pipe.yaml"),
               "BADSTAGE": str(tmp_path / "stage.yaml")}
     args = [places.get(a, a) for a in args]
-    result = data_cli(*args)
-    assert result.returncode == 1
-    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert_one_line_error(data_cli(*args), message)
 
 
 def test_changed_settings_do_not_mix_into_an_existing_output(tmp_path, raw):
     folder, _ = raw
     out = tmp_path / "out"
     assert data_cli("dedup", "--input", folder, "--output", out).returncode == 0
-    result = data_cli("dedup", "--input", folder, "--output", out, "--shingle-size", 3)
-    assert result.returncode == 1 and "other settings" in result.stderr
+    assert_one_line_error(data_cli("dedup", "--input", folder, "--output", out, "--shingle-size", 3), "other settings")
 
 
 def test_sharded_clustering_equals_lsh_clusters_and_match_reference_in_memory(tmp_path):

@@ -8,28 +8,15 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import helpers
 import numpy as np
 import pytest
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, gptlab_cli, run_cli
 
-from gptlab.cli.main import main
 from gptlab.data.shards import read_shards
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -58,9 +45,7 @@ def inputs(tmp_path) -> Path:
 def test_an_output_inside_an_input_is_refused(inputs, tmp_path, capsys, args):
     places = {"RAW": str(inputs), "TMP": str(tmp_path)}
     argv = ["data", *(a.replace("RAW", places["RAW"]).replace("TMP", places["TMP"]) for a in args)]
-    code, out, err = run_cli(capsys, *argv)
-    assert code == 1 and len(err.strip().splitlines()) == 1, err
-    assert "outside the inputs" in err
+    assert_one_line_error(run_cli(capsys, *argv), "outside the inputs")
     assert not (inputs / ".work").exists() and not (inputs / "dedup").exists()
 
 
@@ -88,11 +73,8 @@ def test_no_process_outlives_a_killed_stage(tmp_path):
     for part in range(4):
         (folder / f"{part}.jsonl").write_text("".join(
             json.dumps({"text": " ".join(rng.choices(words, k=150))}) + "\n" for _ in range(2500)))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gptlab", "data", "dedup", "--input", str(folder), "--output", str(tmp_path / "out"),
-         "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    process = gptlab_cli("data", "dedup", "--input", folder, "--output", tmp_path / "out", "--workers", 2,
+                         wait=False, capture=False, new_session=True)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
@@ -105,7 +87,7 @@ def test_no_process_outlives_a_killed_stage(tmp_path):
         assert process.poll() is None, "the stage finished before it could be killed"
         process.send_signal(signal.SIGKILL)  # the stage process alone, as the OOM killer would
         process.wait()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120  # a hang guard: orphans would live on for good
         while session_processes(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert session_processes(process.pid) == {}
@@ -122,16 +104,15 @@ def test_mix_reports_the_documents_and_tokens_it_wrote(tmp_path, capsys, corpus_
     (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in paragraphs[:30]))
     (tmp_path / "b.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in paragraphs[30:40]))
     out = tmp_path / "shards"
-    code, printed, err = run_cli(capsys, "data", "mix", "--input", f"a={tmp_path / 'a.jsonl'}",
-                                 f"b={tmp_path / 'b.jsonl'}", "--weight", "a=1", "b=1",
-                                 "--tokenizer", tmp_path / "tokenizer", "--output", out, "--workers", 1)
-    assert code == 0, err
+    result = run_cli(capsys, "data", "mix", "--input", f"a={tmp_path / 'a.jsonl'}", f"b={tmp_path / 'b.jsonl'}",
+                     "--weight", "a=1", "b=1", "--tokenizer", tmp_path / "tokenizer", "--output", out, "--workers", 1)
+    assert result.returncode == 0, result.stderr
     stats = json.loads((out / "stats.json").read_text())
     tokens = np.asarray(read_shards(out))
     assert stats["documents_written"] == int(np.sum(tokens == small_tokenizer.eot_id)) > 0
     assert stats["tokens_written"] == len(tokens)
-    assert f"40 in -> {stats['documents_written']:,} written ({len(tokens):,} tokens)" in printed
-    assert " out (" not in printed
+    assert f"40 in -> {stats['documents_written']:,} written ({len(tokens):,} tokens)" in result.stdout
+    assert " out (" not in result.stdout
 
 
 # --- mix: options checked first, weights and budget hit, repetition bounded ---------------------------------------
@@ -172,7 +153,7 @@ def measured(out: Path) -> tuple[int, dict[str, int]]:
 @pytest.mark.parametrize("tokens", [None, 200_000])
 def test_mix_hits_its_weights_and_token_budget(two_sources, capsys, tokens):
     extra = [] if tokens is None else ["--tokens", tokens]
-    result = helpers.run_cli(capsys, *two_sources["args"], "--weight", "web=60", "books=40", *extra)
+    result = run_cli(capsys, *two_sources["args"], "--weight", "web=60", "books=40", *extra)
     assert result.returncode == 0, result.stderr
     available = two_sources["available"]
     budget = tokens or min(available["web"] / 0.6, available["books"] / 0.4)  # the most that repeats no source
@@ -200,30 +181,29 @@ def test_mix_hits_its_weights_and_token_budget(two_sources, capsys, tokens):
 ])
 def test_mix_checks_every_option_before_tokenising(two_sources, capsys, extra, fragment):
     weights = [] if "--weight" in extra else ["--weight", "web=60", "books=40"]
-    assert_one_line_error(helpers.run_cli(capsys, *two_sources["args"], *weights, *extra), fragment)
+    assert_one_line_error(run_cli(capsys, *two_sources["args"], *weights, *extra), fragment)
     assert not two_sources["out"].exists()  # refused before anything was tokenised
 
 
 def test_mix_refuses_absurd_repetition_unless_allowed(two_sources, capsys):
     out, args = two_sources["out"], [*two_sources["args"], "--weight", "web=1", "books=4"]
     # web's file size bounds its tokens: refused before tokenising (this once hung, drawing 2.9e9 epochs)
-    result = helpers.gptlab_cli(*args, "--tokens", "1e15", timeout=120)
+    result = gptlab_cli(*args, "--tokens", "1e15", timeout=120)
     assert_one_line_error(result, "source web", "at least", "times over", "16 epochs")
     assert not out.exists()
     # books is gzipped, so its tokens are known once tokenised: 20 epochs of it (web's 4.8 are allowed)
     budget = 25 * two_sources["available"]["books"]
-    result = helpers.run_cli(capsys, *args, "--tokens", budget)  # the tokenising phases' bars, then the error
+    result = run_cli(capsys, *args, "--tokens", budget)  # the tokenising phases' bars, then the error
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("gptlab: error: the token budget takes source books 20 times over")
     assert not (out / "index.json").exists()
-    result = helpers.run_cli(capsys, *args, "--tokens", budget, "--max-epochs", 25)
+    result = run_cli(capsys, *args, "--tokens", budget, "--max-epochs", 25)
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "stats.json").read_text())["sources"]["books"]["epochs"] == 20
 
 
 def test_an_unreachable_ray_cluster_is_one_line_before_any_work(tmp_path, inputs):
-    pytest.importorskip("ray")
-    result = helpers.gptlab_cli("data", "dedup", "--input", inputs, "--output", tmp_path / "out", "--executor", "ray",
-                                env={"RAY_ADDRESS": "127.0.0.1:1", "GPTLAB_RAY_TIMEOUT": "5"}, timeout=120)
+    result = gptlab_cli("data", "dedup", "--input", inputs, "--output", tmp_path / "out", "--executor", "ray",
+                        env={"RAY_ADDRESS": "127.0.0.1:1", "GPTLAB_RAY_TIMEOUT": "5"}, timeout=120)
     assert_one_line_error(result, "Ray cluster at 127.0.0.1:1")
     assert not (tmp_path / "out").exists()

@@ -15,10 +15,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import helpers
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_one_line_error, gptlab_cli, run_cli
 
 import gptlab
 from gptlab.checkpoint.hf import export_hf
@@ -110,30 +110,6 @@ def rolling_task(tmp_path_factory):
     return folder / "wiki.yaml"
 
 
-def gptlab_cli(*args):
-    return subprocess.run([sys.executable, "-m", "gptlab", *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    """`gptlab ARGS` in this process (no interpreter start-up): exit status, stdout, stderr."""
-    from gptlab.cli.main import main
-
-    try:
-        main([*map(str, args)])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    lines = err.strip().splitlines()
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("gptlab: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def _task_manager(task_path):
     from lm_eval.tasks import TaskManager
 
@@ -204,17 +180,17 @@ def test_rolling_perplexity_matches_the_harness(model_dirs, rolling_task, capsys
     theirs, samples = _harness("hf", f"pretrained={model_dirs[1]},dtype=float32", rolling_task, 0)
     # totals of thousands of nats: the harness sums each window in float32, gptlab in float64
     assert scoring.loglikelihood_rolling(lm, texts) == pytest.approx([s["resps"][0][0] for s in samples], rel=1e-6)
-    code, out, err = run_cli(capsys, "eval", model_dirs[0], "--task", rolling_task, "--json", "--out", tmp_path)
-    assert code == 0, err
-    metrics = json.loads(out)["tasks"]["tiny_wiki"]["shots"]["0"]["metrics"]
+    result = run_cli(capsys, "eval", model_dirs[0], "--task", rolling_task, "--json", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)["tasks"]["tiny_wiki"]["shots"]["0"]["metrics"]
     for name in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
         assert metrics[name]["value"] == pytest.approx(theirs[f"{name},none"], rel=1e-5)
     # --text: one file, the same rule
     text = tmp_path / "one.txt"
     text.write_text(texts[0])
-    code, out, err = run_cli(capsys, "eval", model_dirs[0], "--text", text, "--out", tmp_path / "t")
-    assert code == 0, err and "bits_per_byte" in out
-    (bpb,) = [line for line in out.splitlines() if "bits_per_byte" in line]
+    result = run_cli(capsys, "eval", model_dirs[0], "--text", text, "--out", tmp_path / "t")
+    assert result.returncode == 0, result.stderr
+    (bpb,) = [line for line in result.stdout.splitlines() if "bits_per_byte" in line]
     expected = -scoring.loglikelihood_rolling(lm, [texts[0]])[0] / len(texts[0].encode()) / math.log(2)
     assert float(bpb.split()[3]) == pytest.approx(expected, abs=1e-4)
 
@@ -284,10 +260,10 @@ def test_prompts_that_do_not_fit_keep_fewer_examples(model_dirs, tmp_path, capsy
     for doc in docs:
         doc["question"] = " ".join(["stone"] * 40)
     path = _write_task(tmp_path / "t", "long", {"train": docs, "test": docs[:3]})
-    code, out, err = run_cli(capsys, "eval", model_dirs[0], "--task", path, "--shots", 0, 5, "--json", "--out", tmp_path)
-    assert code == 0, err
-    assert "do not fit the model's context of 160 tokens with K=5" in err
-    at5 = json.loads(out)["tasks"]["long"]["shots"]["5"]
+    result = run_cli(capsys, "eval", model_dirs[0], "--task", path, "--shots", 0, 5, "--json", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "do not fit the model's context of 160 tokens with K=5" in result.stderr
+    at5 = json.loads(result.stdout)["tasks"]["long"]["shots"]["5"]
     assert at5["capped"] == 3 and at5["shots_mean"] < 5
 
 
@@ -297,18 +273,18 @@ def test_bad_input_is_one_line(model_dirs, mc_task, tmp_path, capsys, monkeypatc
     docs = {"train": _choice_docs(3, 1), "test": _choice_docs(4, 2)}
     missing = _write_task(tmp_path / "a", "missing", docs)
     (tmp_path / "a" / "missing_test.jsonl").unlink()
-    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", missing)[::2], "missing_test.jsonl not found")
+    assert_one_line_error(run_cli(capsys, "eval", ckpt, "--task", missing), "missing_test.jsonl not found")
     broken = _write_task(tmp_path / "b", "broken", docs, doc_to_text="Question: {{question}\nAnswer:")
-    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", broken)[::2], "not a valid Jinja template")
+    assert_one_line_error(run_cli(capsys, "eval", ckpt, "--task", broken), "not a valid Jinja template")
     docs["test"][2].pop("question")
     lacking = _write_task(tmp_path / "c", "lacking", docs)
-    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", lacking)[::2], "test row 3", "'question' is undefined")
+    assert_one_line_error(run_cli(capsys, "eval", ckpt, "--task", lacking), "test row 3", "'question' is undefined")
     docs = {"train": _choice_docs(3, 1), "test": _choice_docs(2, 2)}
     docs["test"][1]["question"] = " ".join(["moon"] * 300)
     too_long = _write_task(tmp_path / "d", "too_long", docs)
-    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", too_long)[::2], "test row 2 does not fit", "160 tokens")
-    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", "no_such_task")[::2], "unknown task")
-    assert_one_line_error(*run_cli(capsys, "eval", ckpt, "--task", mc_task, mc_task)[::2], "task colors given twice")
+    assert_one_line_error(run_cli(capsys, "eval", ckpt, "--task", too_long), "test row 2 does not fit", "160 tokens")
+    assert_one_line_error(run_cli(capsys, "eval", ckpt, "--task", "no_such_task"), "unknown task")
+    assert_one_line_error(run_cli(capsys, "eval", ckpt, "--task", mc_task, mc_task), "task colors given twice")
 
 
 def test_data_files_relative_to_the_yaml_folder(tmp_path):
@@ -323,10 +299,10 @@ def test_data_files_relative_to_the_yaml_folder(tmp_path):
 def test_builtin_generate_until_task(model_dirs, tmp_path, capsys, monkeypatch):
     """A built-in GPT-3 synthetic task by name: written as task files, answers generated until the stop string."""
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(capsys, "eval", model_dirs[0], "--task", "arithmetic_2d_plus", "--shots", 0, 2,
-                             "--limit", 4, "--json")
-    assert code == 0, err
-    task = json.loads(out)["tasks"]["arithmetic_2d_plus"]
+    result = run_cli(capsys, "eval", model_dirs[0], "--task", "arithmetic_2d_plus", "--shots", 0, 2,
+                     "--limit", 4, "--json")
+    assert result.returncode == 0, result.stderr
+    task = json.loads(result.stdout)["tasks"]["arithmetic_2d_plus"]
     assert task["output_type"] == "generate_until" and task["docs"] == 4
     assert set(task["shots"]) == {"0", "2"} and "exact_match" in task["shots"]["2"]["metrics"]
     assert (tmp_path / "runs" / "eval" / "tasks" / "arithmetic_2d_plus" / "arithmetic_2d_plus.yaml").is_file()
@@ -353,19 +329,19 @@ def test_empty_inputs_are_refused_before_scoring(model_dirs, mc_task, tmp_path, 
     for name, content in (("empty.txt", ""), ("blank.txt", " \n\t\n")):
         (tmp_path / name).write_text(content)
         for extra in ([], ["--task", mc_task]):
-            result = helpers.run_cli(capsys, "eval", model_dirs[0], *extra, "--text", tmp_path / name,
-                                     "--out", tmp_path / "out")
-            helpers.assert_one_line_error(result, name, "holds no text")
+            result = run_cli(capsys, "eval", model_dirs[0], *extra, "--text", tmp_path / name,
+                             "--out", tmp_path / "out")
+            assert_one_line_error(result, name, "holds no text")
     (tmp_path / "blank.jsonl").write_text(json.dumps({"text": ""}) + "\n" + json.dumps({"text": " "}) + "\n")
     (tmp_path / "blank.yaml").write_text(json.dumps({
         "task": "blank", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(tmp_path / "blank.jsonl")}},
         "output_type": "loglikelihood_rolling", "test_split": "test", "doc_to_text": "", "doc_to_target": "{{text}}"}))
-    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, tmp_path / "blank.yaml",
-                             "--out", tmp_path / "out")
-    helpers.assert_one_line_error(result, "task blank", "hold no text")
+    result = run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, tmp_path / "blank.yaml",
+                     "--out", tmp_path / "out")
+    assert_one_line_error(result, "task blank", "hold no text")
     no_docs = _write_task(tmp_path / "n", "nodocs", {"train": _choice_docs(3, 1), "test": []})
-    helpers.assert_one_line_error(helpers.run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, no_docs),
-                                  "split 'test' has no documents")
+    assert_one_line_error(run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, no_docs),
+                          "split 'test' has no documents")
     assert not (tmp_path / "out").exists()
 
 
@@ -375,14 +351,14 @@ def test_output_directory_is_checked_before_scoring(model_dirs, mc_task, tmp_pat
     ckpt = model_dirs[0]
     (tmp_path / "file").write_text("mine")
     for out in (tmp_path / "file", tmp_path / "file" / "deeper"):
-        result = helpers.run_cli(capsys, "eval", ckpt, "--task", mc_task, "--out", out)
-        helpers.assert_one_line_error(result, str(tmp_path / "file"), "not a directory")
+        result = run_cli(capsys, "eval", ckpt, "--task", mc_task, "--out", out)
+        assert_one_line_error(result, str(tmp_path / "file"), "not a directory")
     assert (tmp_path / "file").read_text() == "mine"
     earlier = tmp_path / "earlier"
     earlier.mkdir()
     (earlier / "results.json").write_text("{}")
-    result = helpers.run_cli(capsys, "eval", ckpt, "--task", mc_task, "--out", earlier)
-    helpers.assert_one_line_error(result, str(earlier), "already holds an evaluation", "results.json")
+    result = run_cli(capsys, "eval", ckpt, "--task", mc_task, "--out", earlier)
+    assert_one_line_error(result, str(earlier), "already holds an evaluation", "results.json")
     assert [p.name for p in earlier.iterdir()] == ["results.json"] and (earlier / "results.json").read_text() == "{}"
 
 
@@ -390,7 +366,7 @@ def test_output_directory_may_exist_and_hold_other_files(model_dirs, mc_task, tm
     out = tmp_path / "notes"
     out.mkdir()
     (out / "README.txt").write_text("my notes")
-    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, "--limit", 2, "--out", out)
+    result = run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, "--limit", 2, "--out", out)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["README.txt", "accuracy_vs_shots.png", "results.json"]
     assert (out / "README.txt").read_text() == "my notes"
@@ -400,8 +376,8 @@ def test_k_beyond_the_few_shot_pool_is_capped_and_said(model_dirs, tmp_path, cap
     """Few-shot examples from the 4-document test split itself: at most 3 fit a prompt (never the document
     asked). K = 10 is run as K = 3, one warning names the K capped and the cap, and results mark it."""
     path = _write_task(tmp_path / "t", "four", {"test": _choice_docs(4, 5)}, fewshot_split="test", training_split=None)
-    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", path, "--shots", 0, 3, 5, 10, "--json",
-                             "--out", tmp_path / "out")
+    result = run_cli(capsys, "eval", model_dirs[0], "--task", path, "--shots", 0, 3, 5, 10, "--json",
+                     "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "capped" in line]
     assert len(warnings) == 1, result.stderr
@@ -421,8 +397,8 @@ def test_plot_has_error_bars_and_marks_capped_k(model_dirs, tmp_path, capsys):
     for doc in docs:
         doc["question"] = " ".join(["stone"] * 40)  # K = 5 does not fit the context: capped
     path = _write_task(tmp_path / "t", "long", {"train": docs, "test": docs[:4]})
-    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", path, "--shots", 0, 1, 5, "--json",
-                             "--out", tmp_path / "out")
+    result = run_cli(capsys, "eval", model_dirs[0], "--task", path, "--shots", 0, 1, 5, "--json",
+                     "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     results = json.loads(result.stdout)
     at_k = results["tasks"]["long"]["shots"]
@@ -442,8 +418,8 @@ def test_log_samples_match_the_harness_fields_and_values(model_dirs, mc_task, ha
     """One JSONL per task and K with the harness's `--log_samples` fields and, per document, its contexts,
     log-likelihoods, per-document scores and hashes; their mean is the reported score."""
     out = tmp_path / "out"
-    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, "--shots", 0, 3, "--out", out,
-                             "--log-samples")
+    result = run_cli(capsys, "eval", model_dirs[0], "--task", mc_task, "--shots", 0, 3, "--out", out,
+                     "--log-samples")
     assert result.returncode == 0, result.stderr
     assert "samples_colors_3shot.jsonl" in result.stdout
     results = json.loads((out / "results.json").read_text())
@@ -469,8 +445,8 @@ def test_log_samples_show_generated_answers(model_dirs, rolling_task, tmp_path, 
     """generate_until: each answer as generated and its exact match against the target; a rolling task
     (one file: K changes nothing): each document's log-likelihood with its words and bytes."""
     monkeypatch.chdir(tmp_path)
-    result = helpers.run_cli(capsys, "eval", model_dirs[0], "--task", "arithmetic_2d_plus", rolling_task,
-                             "--limit", 3, "--shots", 1, "--out", "out", "--log-samples")
+    result = run_cli(capsys, "eval", model_dirs[0], "--task", "arithmetic_2d_plus", rolling_task,
+                     "--limit", 3, "--shots", 1, "--out", "out", "--log-samples")
     assert result.returncode == 0, result.stderr
     rolling = [json.loads(line) for line in (tmp_path / "out" / "samples_tiny_wiki.jsonl").read_text().splitlines()]
     texts = [sample["doc"]["text"] for sample in rolling]
@@ -510,7 +486,7 @@ def test_readme_task_runs_in_lm_eval_as_printed_from_the_repository_root(model_d
     [row] = [line.split("|") for line in done.stdout.splitlines() if line.startswith("|capitals")]
     assert row[5].strip() == "acc", row
     monkeypatch.chdir(root)
-    result = helpers.run_cli(capsys, "eval", "runs/mine/final", "--task", "demo/capitals.yaml", "--json")
+    result = run_cli(capsys, "eval", "runs/mine/final", "--task", "demo/capitals.yaml", "--json")
     assert result.returncode == 0, result.stderr
     acc = json.loads(result.stdout)["tasks"]["capitals"]["shots"]["0"]["metrics"]["acc"]
     assert acc["value"] == pytest.approx(float(row[7]), abs=5e-5)  # the table shows 4 decimals

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
+import transformers
 
-transformers = pytest.importorskip("transformers")
-
-from gptlab.checkpoint import io  # noqa: E402
-from gptlab.checkpoint.hf import export_hf  # noqa: E402
-from gptlab.errors import GptlabError  # noqa: E402
-from gptlab.eval.generate import generate_until  # noqa: E402
-from gptlab.generation.beam import beam_search  # noqa: E402
-from gptlab.model import GPT, GPTConfig, KVCache  # noqa: E402
-from gptlab.tokenizer import Tokenizer  # noqa: E402
+from gptlab.checkpoint import io
+from gptlab.checkpoint.hf import export_hf
+from gptlab.errors import GptlabError
+from gptlab.eval.generate import generate_until
+from gptlab.generation.beam import beam_search
+from gptlab.model import GPT, GPTConfig, KVCache
+from gptlab.tokenizer import Tokenizer
 
 PROMPTS = ["First Citizen:\nBefore we proceed", "All:\nSpeak, speak.", "O Romeo"]
 

@@ -5,10 +5,9 @@ tests/test_readme.py runs the stages on it; this checks the corpus itself.
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
+from helpers import assert_one_line_error, gptlab_cli
 
 from gptlab.data.example import CONTAMINATED, write_example
 
@@ -38,8 +37,4 @@ def test_the_demo_corpus_is_deterministic_and_plants_what_each_stage_removes(tmp
 def test_example_into_a_file_is_a_one_line_error(tmp_path):
     target = tmp_path / "demo"
     target.write_text("not a folder")
-    result = subprocess.run(
-        [sys.executable, "-m", "gptlab", "data", "example", str(target)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 1
-    assert result.stderr.startswith("gptlab: error: cannot write the example corpus to") and result.stderr.count("\n") == 1
+    assert_one_line_error(gptlab_cli("data", "example", target), "gptlab: error: cannot write the example corpus to")

@@ -3,13 +3,11 @@ a frozen backbone frozen."""
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, gptlab_cli, run_cli
 from safetensors.torch import load_file
 from test_train import assert_same_weights, kill_at, losses
 from test_train_safety import rewind
@@ -23,11 +21,8 @@ WORDS = "the a cat dog sat ran on under table chair quickly slowly red blue gree
 FAST = ["--lr", "1e-3", "--batch-size", "16", "--threads", "1", "--no-progress", "--log-every", "1"]
 
 
-def finetune_cli(*args, wait=True):
-    cmd = [sys.executable, "-m", "gptlab", "finetune", *map(str, args)]
-    if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+def finetune_cli(*args, **kwargs):
+    return gptlab_cli("finetune", *args, **kwargs)
 
 
 def metrics(out: Path) -> list[dict]:
@@ -93,8 +88,7 @@ def test_finetuning_learns_each_task_type(tmp_path, base, task):
     best = gptlab.load(out / "best")
     assert isinstance(best.model, TaskModel) and best.model.spec.type == task
     assert json.loads((out / "best" / "config.json").read_text())["training"]["val_acc"] == max(accuracy)
-    predicted = subprocess.run([sys.executable, "-m", "gptlab", "predict", out / "best", "--input", valid],
-                               capture_output=True, text=True, timeout=300)
+    predicted = gptlab_cli("predict", out / "best", "--input", valid)
     assert predicted.returncode == 0, predicted.stderr
     rows = [json.loads(line) for line in valid.read_text().splitlines()]
     answers = [json.loads(line) for line in predicted.stdout.splitlines()]
@@ -157,10 +151,7 @@ def test_sigkill_then_resume_of_a_fine_tune_is_bit_exact(tmp_path, base):
 def test_bad_fine_tuning_input_is_one_line(tmp_path, base, rows, args, message):
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = finetune_cli(base, "--train", train, "--out", tmp_path / "run", *args)
-    assert result.returncode == 1, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("gptlab: error: "), result.stderr
+    assert_one_line_error(finetune_cli(base, "--train", train, "--out", tmp_path / "run", *args), message)
 
 
 def test_an_unknown_label_at_predict_time_is_one_line(tmp_path, base):
@@ -169,10 +160,7 @@ def test_an_unknown_label_at_predict_time_is_one_line(tmp_path, base):
     assert finetune_cli(base, "--task", "classification", "--train", train, "--max-steps", 2, "--out", out, *FAST).returncode == 0
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"text": "a cat", "label": "maybe"}) + "\n")
-    result = subprocess.run([sys.executable, "-m", "gptlab", "predict", out / "final", "--input", rows],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "maybe" in result.stderr
+    assert_one_line_error(gptlab_cli("predict", out / "final", "--input", rows), "maybe")
 
 
 def test_a_fine_tune_records_its_base_and_no_progress_hides_only_the_bar(tmp_path, base):

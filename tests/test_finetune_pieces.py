@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_one_line_error, run_cli
 from test_hf_interop import randomize as hf_randomize
 
 import gptlab
@@ -311,9 +312,8 @@ def test_predict_cli_writes_jsonl_atomically_or_to_stdout(tmp_path, base, capsys
     main(["predict", str(tmp_path / "mc"), "--input", str(rows_file), "--device", "cpu"])
     assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == written
     write_jsonl(rows_file, [{"context": "c", "choices": []}])
-    with pytest.raises(SystemExit):
-        main(["predict", str(tmp_path / "mc"), "--input", str(rows_file)])
-    assert capsys.readouterr().err.strip().endswith("in.jsonl:1: field 'choices' must be a non-empty list of strings")
+    assert_one_line_error(run_cli(capsys, "predict", tmp_path / "mc", "--input", rows_file),
+                          "in.jsonl:1: field 'choices' must be a non-empty list of strings")
 
 
 # --- Hugging Face heads ------------------------------------------------------------------------
@@ -333,7 +333,8 @@ def padded_batch(tokenizer, spec, texts) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_classification_head_exports_and_imports_logit_exact(tmp_path, base):
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     from gptlab.checkpoint.hf import import_hf
 
     model = randomize(task_model(base, "classification", ["neg", "neutral", "pos"]))
@@ -360,7 +361,8 @@ def test_classification_head_exports_and_imports_logit_exact(tmp_path, base):
 
 
 def test_multiple_choice_head_exports_and_imports_logit_exact(tmp_path, base):
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     from gptlab.checkpoint.hf import export_hf, import_hf
 
     model = randomize(task_model(base, "multiple_choice", []))

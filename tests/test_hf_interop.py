@@ -6,15 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 from helpers import assert_one_line_error, run_cli
 
-transformers = pytest.importorskip("transformers")
-
-from gptlab.checkpoint import io  # noqa: E402
-from gptlab.checkpoint.hf import export_hf, import_hf  # noqa: E402
-from gptlab.errors import GptlabError  # noqa: E402
-from gptlab.model import GPT, GPTConfig  # noqa: E402
-from gptlab.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
+from gptlab.checkpoint import io
+from gptlab.checkpoint.hf import export_hf, import_hf
+from gptlab.errors import GptlabError
+from gptlab.model import GPT, GPTConfig
+from gptlab.tokenizer import Tokenizer, train_tokenizer
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll: Speak, speak!  42 times"
 SEQ = 48  # longer than the window of 16, so local attention differs from global

@@ -5,8 +5,6 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -36,14 +34,6 @@ def text(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "source.txt"
     path.write_text("\n".join(Path(m.__file__).read_text(encoding="utf-8") for m in (argparse, shlex, json.decoder)))
     return path
-
-
-def one_line_error(capsys, argv: list[str], needle: str) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main(["scale", *map(str, argv)])
-    lines = capsys.readouterr().err.strip().splitlines()  # what the sweep said it trains, then the error
-    assert exit_.value.code == 1 and lines[-1].startswith("gptlab: error: ") and needle in lines[-1], lines
-    assert not any(line.startswith(("Traceback", "gptlab: error")) for line in lines[:-1]), lines
 
 
 # --- the laws --------------------------------------------------------------------------------------
@@ -152,8 +142,7 @@ def test_shape_rule_grows_with_size_and_budgets_keep_the_token_ratio():
 def test_sweep_runs_end_to_end_and_a_sigkill_loses_no_finished_run(tmp_path, text, capsys):
     out = tmp_path / "sweep"
     args = ["sweep", "--data", str(text), "--sizes", *SIZES, *TINY, "--out", str(out), "--no-progress"]
-    process = subprocess.Popen([sys.executable, "-m", "gptlab", "scale", *args], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = gptlab_cli("scale", *args, wait=False, capture=False, new_session=True)
     runs = out / "runs"
     deadline = time.monotonic() + 120
     # kill once the first run has finished and the second has saved a checkpoint
@@ -195,7 +184,8 @@ def test_sweep_runs_end_to_end_and_a_sigkill_loses_no_finished_run(tmp_path, tex
 
 
 def test_ray_runs_the_sweep_side_by_side(tmp_path, text, capsys, monkeypatch):
-    ray = pytest.importorskip("ray")
+    import ray
+
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a local cluster of this machine
     out = tmp_path / "sweep"
     try:
@@ -227,13 +217,13 @@ def test_repeated_data_is_flagged(tmp_path, text, capsys):
     (["--sizes", *SIZES, "--lr-scale", "1e9", "--tokens-per-param", "0.5"], "diverged: loss became"),
 ])
 def test_bad_sweeps_are_one_line(tmp_path, text, capsys, extra, needle):
-    one_line_error(capsys, ["sweep", "--data", text, "--seq-len", 16, "--batch-size", 4, "--eval-windows", 4,
-                            "--no-progress", "--out", tmp_path / "sweep", *extra], needle)
+    assert_one_line_error(run_cli(capsys, "scale", "sweep", "--data", text, "--seq-len", 16, "--batch-size", 4,
+                                  "--eval-windows", 4, "--no-progress", "--out", tmp_path / "sweep", *extra), needle)
 
 
 def test_predict_and_plan_need_a_finished_sweep(tmp_path, capsys):
-    one_line_error(capsys, ["predict", tmp_path, "--flops", "1e12"], "no scaling.json")
-    one_line_error(capsys, ["plan", tmp_path, "--flops", "1e12"], "no scaling.json")
+    assert_one_line_error(run_cli(capsys, "scale", "predict", tmp_path, "--flops", "1e12"), "no scaling.json")
+    assert_one_line_error(run_cli(capsys, "scale", "plan", tmp_path, "--flops", "1e12"), "no scaling.json")
 
 
 def test_a_sweep_directory_keeps_its_recipe(tmp_path, text, capsys):
@@ -241,8 +231,8 @@ def test_a_sweep_directory_keeps_its_recipe(tmp_path, text, capsys):
     out.mkdir()
     recipe = Recipe((str(text),), seq_len=16, batch_size=4)
     (out / "sweep.json").write_text(json.dumps({"recipe": recipe.to_dict(), "data": {}, "runs": []}))
-    one_line_error(capsys, ["sweep", "--data", text, "--sizes", *SIZES, "--seq-len", 32, "--batch-size", 4, "--out", out],
-                   "holds a sweep with another recipe (seq_len 16 -> 32)")
+    assert_one_line_error(run_cli(capsys, "scale", "sweep", "--data", text, "--sizes", *SIZES, "--seq-len", 32,
+                                  "--batch-size", 4, "--out", out), "holds a sweep with another recipe (seq_len 16 -> 32)")
 
 
 def test_smallest_shape_is_the_floor():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, gptlab_cli, run_cli
 from safetensors.torch import load_file
 
 import gptlab
@@ -23,11 +23,8 @@ TINY = ["--model", "tiny", "--n-layer", "2", "--d-model", "32", "--n-head", "2",
         "--batch-size", "8", "--threads", "1", "--no-progress", "--log-every", "1", "--sample-tokens", "0"]
 
 
-def train_cli(*args, wait=True):
-    cmd = [sys.executable, "-m", "gptlab", "train", *map(str, args)]
-    if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+def train_cli(*args, **kwargs):
+    return gptlab_cli("train", *args, **kwargs)
 
 
 def losses(out: Path) -> dict[int, float]:
@@ -176,7 +173,7 @@ def test_bad_numbers_in_a_yaml_config_are_one_line(capsys, tmp_path, corpus):
 
 
 def test_help_lists_every_key():
-    result = subprocess.run([sys.executable, "-m", "gptlab", "train", "--help"], capture_output=True, text=True)
+    result = train_cli("--help")
     for flag in ("--data", "--tokenizer", "--model", "--out", "--max-steps", "--batch-size", "--seq-len", "--lr",
                  "--seed", "--eval-every", "--save-every", "--resume", "--n-layer", "--window-size", "--on-nan"):
         assert flag in result.stdout, flag
@@ -203,8 +200,7 @@ def test_run_directory_and_final_checkpoint(tmp_path, corpus, tokenizer):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000015", "step_0000030"]
     lm = gptlab.load(out / "final")
     assert lm.config.n_layer == 2 and lm.tokenizer.vocab_size <= lm.config.vocab_size
-    generated = subprocess.run([sys.executable, "-m", "gptlab", "generate", str(out / "final"), "--prompt", "ROMEO:",
-                                "--max-new-tokens", "10", "--seed", "0"], capture_output=True, text=True)
+    generated = gptlab_cli("generate", out / "final", "--prompt", "ROMEO:", "--max-new-tokens", 10, "--seed", 0)
     assert generated.returncode == 0, generated.stderr
 
 
@@ -222,7 +218,7 @@ def test_a_time_budget_ends_the_run_with_a_finished_schedule_and_can_be_extended
     state = torch.load(sorted((out / "checkpoints").iterdir())[-1] / "train_state.pt", weights_only=False)
     assert state["elapsed"] >= 0.04 * 60
     again = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.04, *TINY, "--resume")
-    assert again.returncode == 1 and "pass a larger --max-minutes" in again.stderr
+    assert_one_line_error(again, "pass a larger --max-minutes")
     longer = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.07, *TINY, "--resume")
     assert longer.returncode == 0, longer.stderr
     assert max(losses(out)) > steps
@@ -330,20 +326,16 @@ def test_corrupt_last_checkpoint_falls_back_to_the_previous(tmp_path, corpus):
 def test_existing_run_is_not_overwritten_without_resume(tmp_path, corpus):
     args = ["--data", corpus, "--tokenizer", "byte", "--out", tmp_path / "run", "--max-steps", 5, "--save-every", 5, *TINY]
     assert train_cli(*args).returncode == 0
-    again = train_cli(*args)
-    assert again.returncode == 1 and "pass --resume" in again.stderr
-    assert len(again.stderr.strip().splitlines()) == 1
+    assert_one_line_error(train_cli(*args), "pass --resume")
 
 
 def test_nan_loss_stops_without_a_poisoned_checkpoint(tmp_path, corpus):
     out = tmp_path / "run"
     args = ["--data", corpus, "--tokenizer", "byte", "--max-steps", 50, "--save-every", 1,
             "--lr", "1e30", "--warmup-steps", 0, *TINY]
-    result = train_cli(*args, "--out", out)
-    assert result.returncode == 1
-    message = result.stderr.strip().splitlines()
-    assert len(message) == 1 and ("loss became nan" in message[0] or "loss became inf" in message[0]), message
-    failed_step = int(message[0].split(" at step ")[1].split()[0])
+    message = assert_one_line_error(train_cli(*args, "--out", out))
+    assert "loss became nan" in message or "loss became inf" in message, message
+    failed_step = int(message.split(" at step ")[1].split()[0])
     saved = sorted(int(p.name.split("_")[1]) for p in (out / "checkpoints").iterdir())
     assert saved and max(saved) < failed_step
     for step in saved:
@@ -371,10 +363,7 @@ def test_bad_training_input_is_one_line(tmp_path, corpus, args, message):
     if not args:  # no data at all
         base = ["--out", tmp_path / "o", "--max-steps", 1, *TINY]
         message = "no training data"
-    result = train_cli(*base, *args)
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gptlab: error:") and message in lines[0], result.stderr
+    assert_one_line_error(train_cli(*base, *args), message)
 
 
 def test_precision_auto_probes_the_cpu_once_and_remembers(tmp_path, monkeypatch):
@@ -485,9 +474,8 @@ def test_activation_checkpointing_gives_the_same_gradients():
 
 def test_quickstart_runs_the_pipeline_end_to_end(tmp_path):
     out = tmp_path / "qs"
-    result = subprocess.run([sys.executable, "-m", "gptlab", "quickstart", "--minutes", "0.15", "--out", out,
-                             "--vocab-size", "512", "--seq-len", "64", "--batch-size", "8", "--no-progress"],
-                            capture_output=True, text=True, timeout=900)
+    result = gptlab_cli("quickstart", "--minutes", 0.15, "--out", out, "--vocab-size", 512, "--seq-len", 64,
+                        "--batch-size", 8, "--no-progress", timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "bits per byte" in result.stdout and "sample" in result.stdout and str(out / "final") in result.stdout
     assert "model mini: " in result.stdout and "val_bpb" in result.stdout  # --no-progress hides the bars only

@@ -4,8 +4,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -34,12 +32,6 @@ def steps_saved(out: Path) -> list[int]:
     return sorted(int(p.name.split("_")[1]) for p in (out / "checkpoints").glob("step_*"))
 
 
-def one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
-    assert result.returncode == 1, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], result.stderr
-
-
 # --- one run per directory -------------------------------------------------------------------------
 
 
@@ -51,11 +43,11 @@ def test_a_second_run_into_a_busy_directory_is_refused_and_a_kill_frees_it(tmp_p
         wait_for(lambda: steps_saved(out), first, "its first checkpoint")
         settings = (out / "train_config.json").read_bytes()
         second = train_cli(*args, "--max-steps", 3, "--lr", 0.5, "--out", out)
-        one_line_error(second, "in use by another gptlab run")
+        assert_one_line_error(second, "in use by another gptlab run")
         assert f"pid {first.pid}" in second.stderr
         assert (out / "train_config.json").read_bytes() == settings
         resumed_too = train_cli(*args, "--max-steps", 100_000, "--out", out, "--resume")
-        one_line_error(resumed_too, "in use by another gptlab run")
+        assert_one_line_error(resumed_too, "in use by another gptlab run")
     finally:
         first.kill()
         first.wait()
@@ -87,7 +79,7 @@ def test_resume_with_changed_settings_is_refused(tmp_path, corpus, change, liste
     args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 2, "--eval-every", 100, "--out", out, *TINY]
     assert train_cli(*args, "--max-steps", 2).returncode == 0
     refused = train_cli(*args, "--max-steps", 4, "--resume", *change)
-    one_line_error(refused, listed)
+    assert_one_line_error(refused, listed)
     assert steps_saved(out) == [2]
 
 
@@ -97,8 +89,8 @@ def test_resume_with_other_data_is_refused_and_max_steps_may_grow(tmp_path, corp
     other.write_text(corpus.read_text()[:50_000])
     args = ["--tokenizer", "byte", "--save-every", 2, "--eval-every", 100, "--out", out, *TINY]
     assert train_cli("--data", corpus, *args, "--max-steps", 2).returncode == 0
-    one_line_error(train_cli("--data", other, *args, "--max-steps", 4, "--resume"), "data")
-    one_line_error(train_cli("--data", corpus, *args, "--max-steps", 2, "--resume"), "already at step 2")
+    assert_one_line_error(train_cli("--data", other, *args, "--max-steps", 4, "--resume"), "data")
+    assert_one_line_error(train_cli("--data", corpus, *args, "--max-steps", 2, "--resume"), "already at step 2")
     extended = train_cli("--data", corpus, *args, "--max-steps", 4, "--resume", "--log-every", 2)
     assert extended.returncode == 0, extended.stderr
     assert "from step 2" in extended.stderr
@@ -123,10 +115,7 @@ def test_a_signal_saves_the_current_step_and_says_how_to_resume(tmp_path, corpus
     assert f"stopped by {signal.Signals(signum).name} at step {saved}" in last and "Traceback" not in stderr
     command = last.split("continue with: ")[1]
     assert command.startswith("gptlab train ") and command.endswith(" --resume")
-    resumed = subprocess.run(
-        [sys.executable, "-m", "gptlab", *command.split()[1:], "--max-steps", str(saved + 2)],
-        capture_output=True, text=True, timeout=300,
-    )
+    resumed = gptlab_cli(*command.split()[1:], "--max-steps", saved + 2)
     assert resumed.returncode == 0, resumed.stderr
     assert f"from step {saved}" in resumed.stderr and max(losses(out)) == saved + 2
 
@@ -195,7 +184,7 @@ def test_a_conflicting_tokenizer_for_token_shards_is_one_line(tmp_path, shards, 
     train_tokenizer_on_texts([corpus_text[:100_000]], 512, progress=False).save(tmp_path / "other")
     for tokenizer in ("byte", tmp_path / "other", "char", "bpe:300"):
         result = train_cli("--data", shards, "--tokenizer", tokenizer, "--max-steps", 1, "--out", tmp_path / "x", *TINY)
-        one_line_error(result, "tokenizer")
+        assert_one_line_error(result, "tokenizer")
         assert not (tmp_path / "x" / "checkpoints").exists()
 
 
