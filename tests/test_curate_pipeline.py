@@ -154,8 +154,13 @@ def test_sigkill_mid_stage_then_rerun_equals_an_uninterrupted_run(tmp_path, raw)
     assert snapshot(out) == snapshot(reference)
 
 
+def written(root: Path) -> set[str]:
+    """The files under `root` now (os.walk passes over what vanishes while it looks)."""
+    return {os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names}
+
+
 def test_a_pipeline_killed_at_random_moments_still_ends_as_an_uninterrupted_one(tmp_path, raw, small_tokenizer):
-    """SIGKILL the whole `data run` process group at random moments, rerun until it finishes."""
+    """SIGKILL the whole `data run` process group at random points of its progress, rerun until it finishes."""
     folder, _ = raw
     small_tokenizer.save(tmp_path / "tokenizer")
     benchmark = json.loads((folder / "part-1.jsonl").read_bytes().splitlines()[0])["text"][100:900]
@@ -174,16 +179,19 @@ stages:
         return path
 
     reference = tmp_path / "reference"
-    started = time.perf_counter()
     assert data_cli("run", pipeline(reference)).returncode == 0
-    uninterrupted = time.perf_counter() - started  # kills land within it, however fast this machine is
+    total = len(written(reference))
     killed = tmp_path / "killed"
     spec = pipeline(killed)
     rng = random.Random(0)
     kills = 0
     for _ in range(30):  # each attempt gets further, since finished work is kept
+        before = written(killed)
+        # killed once it has written this many files (a quarter of the run's at most), however fast the machine
+        wanted = rng.randint(1, total // 4)
         process = data_cli("run", spec, wait=False, capture=False, new_session=True)
-        time.sleep(rng.uniform(0.1, 0.5) * uninterrupted)
+        while process.poll() is None and len(written(killed) - before) < wanted:
+            time.sleep(0.01)
         if process.poll() is not None:
             break
         os.killpg(process.pid, signal.SIGKILL)
