@@ -75,15 +75,15 @@ def test_no_process_outlives_a_killed_stage(tmp_path):
             json.dumps({"text": " ".join(rng.choices(words, k=150))}) + "\n" for _ in range(2500)))
     process = gptlab_cli("data", "dedup", "--input", folder, "--output", tmp_path / "out", "--workers", 2,
                          wait=False, capture=False, new_session=True)
+    logs = tmp_path / "out" / ".work" / "sign" / "logs"  # a worker starts each task's log
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
             tree = session_processes(process.pid)
             workers = [pid for pid, parent in tree.items() if tree.get(parent) == process.pid]  # grandchildren
-            if len(workers) >= 2:
+            if len(workers) >= 2 and any(logs.glob("task_*.log")):  # the workers are busy in their first tasks
                 break
             time.sleep(0.05)
-        time.sleep(0.5)  # the workers are busy in their first tasks
         assert process.poll() is None, "the stage finished before it could be killed"
         process.send_signal(signal.SIGKILL)  # the stage process alone, as the OOM killer would
         process.wait()
