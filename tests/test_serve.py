@@ -663,8 +663,6 @@ def test_64_clients_at_once_get_answers_or_429(url):
 
 
 def test_serve_refuses_a_missing_checkpoint(tmp_path, capsys):
-    from gptlab.cli.main import main
+    from helpers import assert_one_line_error, run_cli
 
-    with pytest.raises(SystemExit) as e:
-        main(["serve", str(tmp_path / "nope")])
-    assert e.value.code == 1 and capsys.readouterr().err.startswith("gptlab: error: ")
+    assert_one_line_error(run_cli(capsys, "serve", tmp_path / "nope"), "no gptlab checkpoint at")
