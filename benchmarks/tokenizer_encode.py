@@ -24,7 +24,9 @@ from tokenizers import models, pre_tokenizers
 from gptlab.tokenizer import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from gpt2_files import SHAKESPEARE, Unavailable, gpt2_dir, reference_encoding
+from gpt2_files import Unavailable, gpt2_dir, reference_encoding
+
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
 Encoder = Callable[[list[str]], list[list[int]]]
 

@@ -160,9 +160,9 @@ def test_sweep_runs_end_to_end_and_a_sigkill_loses_no_finished_run(tmp_path, tex
     main(["scale", *args])  # the same command again
     captured = capsys.readouterr()
     for name, mtime in finished.items():
-        assert f"skip {name}: finished" in captured.err
+        assert f"skip {name}: finished" in captured.out
         assert (runs / name / "final").stat().st_mtime_ns == mtime
-    assert "resume " in captured.err  # the run the kill interrupted continued from its checkpoint
+    assert "resume " in captured.out  # the run the kill interrupted continued from its checkpoint
     summary = json.loads((out / "scaling.json").read_text())
     flops = [r["flops"] for r in summary["runs"]]
     assert len(flops) == len(SIZES) and flops == sorted(flops)

@@ -7,6 +7,7 @@ then to let Ray join it; past that it is one error line naming the address.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -33,7 +34,8 @@ def connect_ray() -> Any:
         raise GptlabError("the ray executor needs Ray: pip install 'gptlab[ray]' (or pip install ray)") from None
     if ray.is_initialized():
         return ray
-    options = {"log_to_driver": False, "include_dashboard": False}
+    # Ray's own lines (joining, a thread without a SIGTERM handler) would stand beside gptlab's one-line errors
+    options = {"log_to_driver": False, "include_dashboard": False, "logging_level": logging.ERROR}
     address = os.environ.get(ADDRESS_ENV) or None
     if address is None:
         ray.init(**options)  # a local cluster: Ray's own start-up limits apply

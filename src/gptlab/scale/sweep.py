@@ -220,7 +220,7 @@ def sweep(recipe: Recipe, specs: list[RunSpec], out: str | os.PathLike, executio
         pending = []
         for spec in runs:
             if (run_path(out, spec) / "final").is_dir():
-                print(f"skip {spec.name}: finished", file=sys.stderr)
+                print(f"skip {spec.name}: finished")
             else:
                 pending.append(spec)
         if pending:
@@ -309,10 +309,10 @@ def _execute(recipe: Recipe, data: dict[str, Any], specs: list[RunSpec], out: Pa
         header = (f"{'resume' if resume else 'train'} {spec.name}: {spec.shape.params:,} parameters ({spec.shape}), "
                   f"{spec.tokens(recipe):,} tokens, {spec.flops(recipe):.3g} FLOPs, lr {settings['lr']:.3g}")
         if on_ray:
-            print(header, file=sys.stderr)
+            print(header)
             configs[spec] = config
         else:
-            print(header, file=sys.stderr, flush=True)
+            print(header, flush=True)
             _train(config, spec.name)
     if on_ray:
         _run_on_ray(configs, execution)

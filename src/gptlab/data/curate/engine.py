@@ -202,7 +202,7 @@ class _TaskProgress:
         self._stop = threading.Event()
 
     def __enter__(self) -> _TaskProgress:
-        self.bar = tqdm(total=self.total, desc=self.desc, unit="task")
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="task", disable=None)  # a bar only on a terminal
         self.thread = threading.Thread(target=self._poll, daemon=True)
         self.thread.start()
         return self
