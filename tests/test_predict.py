@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 
@@ -56,7 +57,8 @@ def no_predicting(monkeypatch):
     def ran(*_, **__):
         raise AssertionError("the model ran before the output path was checked")
 
-    monkeypatch.setattr("gptlab.finetune.predict.run_batch", ran)
+    # the module itself: the package's lazy attribute of that name is the `predict` function
+    monkeypatch.setattr(importlib.import_module("gptlab.finetune.predict"), "run_batch", ran)
 
 
 @pytest.mark.parametrize("task", list(ROWS))
