@@ -170,7 +170,7 @@ def test_same_prompts_and_loglikelihoods_as_the_harness(model_dirs, mc_task, har
 
 def _fitted(runner, task, k):
     draw = task.sampler()
-    return [runner._fit(i, doc, draw(k, doc), k) for i, doc in enumerate(task.docs)]
+    return [runner._fit(i, doc, draw(k, doc)) for i, doc in enumerate(task.docs)]
 
 
 def test_rolling_perplexity_matches_the_harness(model_dirs, rolling_task, capsys, tmp_path):

@@ -172,11 +172,11 @@ def test_a_training_run_that_slows_down_says_so_once(tmp_path, corpus, monkeypat
     steps = []
     real_tick = threads.tick
 
-    def slow_tick():
+    def slow_tick(device):
         steps.append(1)
         if len(steps) > 20:
             time.sleep(0.05)
-        real_tick()
+        real_tick(device)
 
     monkeypatch.setattr(trainer.threads, "tick", slow_tick)
     gptlab.train.train(build_config(None, {

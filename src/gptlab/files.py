@@ -1,4 +1,5 @@
-"""Reading the user's files: every failure is a one-line GptlabError naming the file and the problem."""
+"""Reading the user's files, and checking where outputs go: every failure is a one-line GptlabError naming the
+file and the problem."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ from gptlab.errors import GptlabError
 
 StandsFor = Callable[[Path], list[Path] | None]
 """The files a folder stands for, or None for its visible files."""
+
+
+def check_not_under_a_file(directory: Path, output: Path) -> None:
+    """Refuse, before the work that writes `output`, a `directory` for it that is, or lies under, a file: the
+    nearest of `directory` and its parents that exists must be a directory."""
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    if not existing.is_dir():
+        raise GptlabError(f"{existing} is a file, not a directory, so the output {output} cannot be written there")
 
 
 def read_text(path: str | os.PathLike) -> str:

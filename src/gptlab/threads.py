@@ -209,6 +209,7 @@ def use_threads(threads: int | None) -> None:
     governor().fix(threads)
 
 
-def tick() -> None:
-    """One step of CPU work done: let the thread count follow the load."""
-    governor().tick()
+def tick(device: torch.device) -> None:
+    """One step of work on `device` done: on a CPU, let the thread count follow the load."""
+    if device.type == "cpu":
+        governor().tick()

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from gptlab.cli.options import add_threads
-
 from gptlab.files import read_text
 from gptlab.generation.params import DEFAULT_MAX_NEW_TOKENS, SamplingParams
 

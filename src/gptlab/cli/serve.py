@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from gptlab.cli.options import add_threads
-
 from gptlab.serve import DEFAULT_MAX_BODY_BYTES
 
 

@@ -180,8 +180,7 @@ class Engine:
     def step(self) -> list[TokenOutput]:
         """Decode one token for every running request, then prefill waiting ones into free slots (their
         first token). Finished requests leave the batch and free their slots."""
-        if self.device.type == "cpu":
-            threads.tick()
+        threads.tick(self.device)
         outputs: list[TokenOutput] = []
         if self.running:
             self.cache.decode(len(self.running))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from gptlab import atomic
 from gptlab.errors import GptlabError
+from gptlab.files import check_not_under_a_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -101,10 +102,7 @@ def check_out(out: str | os.PathLike) -> None:
     """Refuse an output directory that cannot be made, or that holds an earlier evaluation's files
     (nothing is overwritten): checked before the work, so that none of it is lost at the end."""
     out = Path(out)
-    existing = next(p for p in (out, *out.parents) if p.exists())
-    if not existing.is_dir():
-        where = "" if existing == out else f" (in the output path {out})"
-        raise GptlabError(f"{existing} is a file, not a directory{where}: choose another output directory")
+    check_not_under_a_file(out, out)
     if out.is_dir():
         earlier = sorted(p.name for p in out.iterdir() if p.name in (RESULTS, PLOT) or SAMPLES.fullmatch(p.name))
         if earlier:

@@ -152,6 +152,8 @@ class _TaskRunner:
         self.lm, self.task, self.batch_size, self.progress = lm, task, batch_size, progress
         self.n_ctx = lm.config.n_ctx
         self.uncond: dict[str, float] = {}
+        self.bare: list[tuple[Prompt, Pairs]] = []
+        """Each document's prompt without examples, fitted by `check` and reused by `run` for a prompt with none."""
 
     def check(self, docs: list[dict[str, Any]], shots: Sequence[int]) -> None:
         """What can be known before scoring: every document renders and fits the context without examples
@@ -161,8 +163,7 @@ class _TaskRunner:
             if not any(task.prompt(i, doc, []).target.strip() for i, doc in enumerate(docs)):
                 raise GptlabError(f"task {task.name}: its {len(docs)} document(s) hold no text: nothing to score")
             return
-        for i, doc in enumerate(docs):
-            self._fit(i, doc, [], 0)
+        self.bare = [self._fit(i, doc, []) for i, doc in enumerate(docs)]
         capped = [k for k in shots if k > task.max_shots]
         if capped:
             less = ", less the document being asked" if task.excludes_eval_doc else ""
@@ -170,10 +171,12 @@ class _TaskRunner:
                  f"{len(task.fewshot_docs)}{less}); K={', '.join(map(str, capped))} capped to {task.max_shots}")
 
     def run(self, docs: list[dict[str, Any]], k: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The metrics at K (with how many prompts hold fewer than K examples) and each document's record."""
+        """The metrics at K (with how many prompts hold fewer than K examples) and each document's record;
+        `docs` are those `check` saw."""
         draw = self.task.sampler()
         drawn = [draw(k, doc) for doc in docs]
-        fitted = [self._fit(i, doc, shots, k) for i, (doc, shots) in enumerate(zip(docs, drawn, strict=True))]
+        fitted = [self._fit(i, doc, shots) if shots else self.bare[i]
+                  for i, (doc, shots) in enumerate(zip(docs, drawn, strict=True))]
         prompts = [p for p, _ in fitted]
         shots_mean = sum(p.shots for p in prompts) / len(prompts)
         cut = sum(p.shots < len(shots) for p, shots in zip(prompts, drawn, strict=True))
@@ -192,7 +195,7 @@ class _TaskRunner:
                  "capped": sum(p.shots < k for p in prompts)}
         return entry, samples
 
-    def _fit(self, index: int, doc: dict[str, Any], shots: list[dict[str, Any]], k: int) -> tuple[Prompt, Pairs]:
+    def _fit(self, index: int, doc: dict[str, Any], shots: list[dict[str, Any]]) -> tuple[Prompt, Pairs]:
         """The prompt with as many of its drawn examples as fit the context (the first ones kept)."""
 
         def attempt(n: int) -> tuple[Prompt, Pairs] | None:

@@ -149,8 +149,8 @@ def _score_batch(
     lm: LanguageModel, groups: list[_Group], pairs: Sequence[tuple[list[int], list[int]]], out: list[TokenScore | None]
 ) -> None:
     model = lm.model
-    threads.tick()
     device = model.wte.weight.device
+    threads.tick(device)
     conts = [pairs[i][1] for g in groups for i in g.members]
     width = max(len(g.context) for g in groups)
     extra = max(len(c) for c in conts) - 1  # continuation tokens fed as input; the last is only predicted

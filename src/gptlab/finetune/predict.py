@@ -13,6 +13,7 @@ import torch
 from gptlab.checkpoint.io import LanguageModel
 from gptlab.errors import GptlabError
 from gptlab.eval.metrics import Metric, mean_metric
+from gptlab.files import check_not_under_a_file
 from gptlab.finetune.heads import TaskModel
 from gptlab.finetune.objective import collate, run_batch
 from gptlab.finetune.tasks import Row, as_rows, encode
@@ -66,9 +67,7 @@ def check_output(output: str | os.PathLike, input: str | os.PathLike) -> None:
     output, input = Path(output), Path(input)
     if output.is_dir():
         raise GptlabError(f"the output path {output} is a directory; name a file in it instead")
-    existing = next(p for p in output.parents if p.exists())
-    if not existing.is_dir():
-        raise GptlabError(f"{existing} is a file, not a directory, so the output {output} cannot be written there")
+    check_not_under_a_file(output.parent, output)
     if output.exists() and input.exists() and os.path.samefile(output, input):
         raise GptlabError(f"the output path {output} is the input file {input}: writing it would replace the rows "
                           f"being read; choose another output path")

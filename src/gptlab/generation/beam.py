@@ -98,8 +98,7 @@ def beam_search(
             break
         cache.reorder(torch.tensor([sources[i] for i in keep], device=device))
         next_ids = torch.tensor([[beam[-1]] for beam in beams], device=device)
-        if device.type == "cpu":
-            threads.tick()
+        threads.tick(device)
         logits = model(next_ids, cache=cache)[:, -1]
     return finished[0]
 

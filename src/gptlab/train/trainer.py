@@ -392,7 +392,8 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
     window_items, window_start = 0, time.perf_counter()
     plotted_at = window_start
     per_item, rate_name = setup.tokens_per_item or 1, "tokens_per_s" if setup.tokens_per_item else "items_per_s"
-    slowdown = threads.SlowdownWatch(lambda message: tqdm.write(message, file=sys.stderr), rate_name.replace("_per_s", "/s"))
+    rate_unit = rate_name.removesuffix("_per_s") + "/s"
+    slowdown = threads.SlowdownWatch(lambda message: tqdm.write(message, file=sys.stderr), rate_unit)
 
     def save(step: int) -> Path | None:
         state = {"step": step, "best": best, "sampler": objective.state_dict(), "rng": runtime.rng_states(),
@@ -438,8 +439,7 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
         else:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        if device.type == "cpu":
-            threads.tick()
+        threads.tick(device)
         step += 1
         items_seen += batch
         window_items += batch
@@ -459,7 +459,7 @@ def run_loop(setup: Setup, runtime: distributed.Runtime, stop: run_dir.StopReque
                 row["tokens"] = items_seen * per_item
             metrics.log(row)
             slowdown.observe(rate)
-            bar.set_postfix(**({"step": step} if budget else {}), loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **{rate_name.removesuffix("_per_s") + "/s": f"{rate:,.0f}"})
+            bar.set_postfix(**({"step": step} if budget else {}), loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **{rate_unit: f"{rate:,.0f}"})
             window_items, window_start = 0, time.perf_counter()
 
         if step % config.eval_every == 0 or last or at_mark:

@@ -319,8 +319,7 @@ def dedup(
     files, reference = _files(inputs, output), _files(against, output) if against else []
     if partitions is None:
         partitions = min(MAX_PARTITIONS, 1 + sum(os.path.getsize(f) for f in files) // PARTITION_BYTES)
-    if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
-        raise GptlabError(f"dedup partitions must be a positive integer, got {partitions!r}")
+    _check_whole("dedup partitions", partitions, 1)
     engine.start()
     ws = Workspace(
         output,
