@@ -437,6 +437,8 @@ def test_serve_checks_its_port_before_announcing_it(ckpt, capsys):
     assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}", "in use")
     assert "serving" not in result.stderr
     assert_one_line_error(run_cli(capsys, "serve", ckpt, "--host", "no-such-host.invalid"), "cannot listen on no-such-host")
+    for size in ("0", "-5", "1e6"):  # refused by the parser, before any port is bound or model loaded
+        assert_one_line_error(run_cli(capsys, "serve", ckpt, "--max-body-bytes", size), "--max-body-bytes", code=2)
 
 
 def test_other_errors_are_openai_errors_too(url):

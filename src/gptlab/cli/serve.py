@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from gptlab.cli.options import add_threads
+from gptlab.cli.options import add_threads, positive_int
 from gptlab.serve import DEFAULT_MAX_BODY_BYTES
 
 
@@ -35,7 +35,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="sequences decoding together (KV-cache slots, default 16)")
     parser.add_argument("--max-queue", type=int, default=64,
                         help="sequences waiting for a slot before new requests get 429 (default 64)")
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+    parser.add_argument("--max-body-bytes", type=positive_int, default=DEFAULT_MAX_BODY_BYTES,
                         help=f"largest request body accepted; larger ones get 413 (default {DEFAULT_MAX_BODY_BYTES}, "
                              f"{DEFAULT_MAX_BODY_BYTES // 2**20} MiB)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32", help="weights (default fp32)")
