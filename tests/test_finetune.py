@@ -14,7 +14,8 @@ from test_train_safety import rewind
 
 import gptlab
 from gptlab.finetune import TaskObjective, TaskSpec, encode, read_rows
-from gptlab.finetune.heads import TaskModel, add_special_tokens
+from gptlab.finetune.heads import add_special_tokens
+from gptlab.model.heads import TaskModel
 from gptlab.tokenizer import GPT1_SPECIAL_TOKENS, byte_tokenizer
 
 WORDS = "the a cat dog sat ran on under table chair quickly slowly red blue green small".split()

@@ -9,7 +9,6 @@ import string
 
 import pytest
 
-from gptlab.data.sources import iter_documents
 from gptlab.errors import GptlabError
 from gptlab.eval.synthetic import (
     SYNTHETIC_TASKS,
@@ -21,6 +20,7 @@ from gptlab.eval.synthetic import (
     write_demonstration_corpus,
 )
 from gptlab.eval.text_metrics import exact_match, f1
+from gptlab.sources import iter_documents
 
 ARITHMETIC = re.compile(r"Q: What is (\d+) (plus|minus|times) (\d+)\?\nA:")
 COMPOSITE = re.compile(r"Q: What is (\(\d [-+*] \d\) [-+*] \d|\d [-+*] \(\d [-+*] \d\))\?\nA:")

@@ -24,6 +24,12 @@ def check_not_under_a_file(directory: Path, output: Path) -> None:
         raise GptlabError(f"{existing} is a file, not a directory, so the output {output} cannot be written there")
 
 
+def check_destination(dst: Path, overwrite: bool) -> None:
+    """Refuse to write into a directory that holds something, unless asked to replace it."""
+    if dst.exists() and not overwrite and (not dst.is_dir() or any(dst.iterdir())):
+        raise GptlabError(f"{dst} already exists and is not empty; pass --overwrite (overwrite=True) to replace it")
+
+
 def read_text(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.exists():

@@ -30,10 +30,10 @@ from gptlab.checkpoint.io import (
     CONFIG_FILE, FORMAT, WEIGHTS_FILE, build_model, check_vocab, load, load_tokenizer, read_weights, save,
 )
 from gptlab.errors import GptlabError
-from gptlab.files import read_config_dir
-from gptlab.finetune.heads import TaskModel
-from gptlab.finetune.tasks import TaskSpec
+from gptlab.files import check_destination, read_config_dir
 from gptlab.model import GPT, GPTConfig
+from gptlab.model.heads import TaskModel
+from gptlab.model.task import TaskSpec
 from gptlab.tokenizer import GPT1_SPECIAL_TOKENS, Tokenizer
 
 _PREFIX = "transformer."
@@ -242,12 +242,6 @@ def _check_source(src: Path) -> None:
     """A missing source is a typo, not a directory that is no checkpoint: say so."""
     if not src.exists():
         raise GptlabError(f"{src} does not exist")
-
-
-def check_destination(dst: Path, overwrite: bool) -> None:
-    """Refuse to write into a directory that holds something, unless asked to replace it."""
-    if dst.exists() and not overwrite and (not dst.is_dir() or any(dst.iterdir())):
-        raise GptlabError(f"{dst} already exists and is not empty; pass --overwrite (overwrite=True) to replace it")
 
 
 def _read_hf_config(src: Path) -> dict[str, Any]:

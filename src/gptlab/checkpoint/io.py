@@ -13,12 +13,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gptlab import atomic
+from gptlab.checkpoint import sharded
 from gptlab.device import resolve_device
 from gptlab.errors import GptlabError
-from gptlab.files import read_config_dir
-from gptlab.finetune.heads import TaskModel
-from gptlab.finetune.tasks import TaskSpec
+from gptlab.files import check_destination, read_config_dir
 from gptlab.model import GPT, GPTConfig
+from gptlab.model.heads import TaskModel
+from gptlab.model.task import TaskSpec
 from gptlab.model.quantize import Precision, apply_precision, check_precision, is_quantized
 from gptlab.tokenizer import CharTokenizer, Tokenizer
 from gptlab.tokenizer import load_tokenizer as read_tokenizer
@@ -106,8 +107,6 @@ def read_model_config(path: Path) -> tuple[GPTConfig, TaskSpec | None]:
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
     """The weights of a checkpoint directory: its model.safetensors, or those of a sharded training checkpoint."""
-    from gptlab.checkpoint import sharded
-
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         if sharded.is_sharded(path):
@@ -229,3 +228,31 @@ def load(
     tokenizer = load_tokenizer(path)
     check_vocab(config, tokenizer, f"checkpoint {path}")
     return LanguageModel(apply_precision(model, precision).to(device), tokenizer, path)
+
+
+def load_structure(path: Path) -> LanguageModel:
+    """The model of a sharded checkpoint with its weights left unset, and its tokenizer.
+
+    A resume fills the weights only after FSDP has sharded the model, each process reading its part;
+    building the model on the meta device spares the random initialisation they would overwrite.
+    """
+    sharded.check(path)
+    config, task = read_model_config(path)
+    with torch.device("meta"):
+        model = GPT(config) if task is None else TaskModel(config, task)
+    model.to_empty(device="cpu")
+    model.lm_head.weight = model.wte.weight
+    tokenizer = load_tokenizer(path)
+    check_vocab(config, tokenizer, f"checkpoint {path}")
+    return LanguageModel(model, tokenizer, path)
+
+
+def consolidate(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """An ordinary single-file checkpoint from a sharded one, keeping its config.json metadata (the training step)."""
+    src, dst = Path(src), Path(dst)
+    check_destination(dst, overwrite)
+    if not sharded.is_sharded(src):
+        raise GptlabError(f"{src} is not a sharded checkpoint: {sharded.SHARDS_DIR}/.metadata is missing")
+    lm = load(src)
+    kept = {key: value for key, value in read_config(src).items() if key not in ("format", "format_version", "model", "task")}
+    return save(dst, lm.model, lm.tokenizer, metadata=kept)

@@ -6,6 +6,8 @@ model or optimizer: beside the usual config.json and tokenizer files, `dcp/` hol
 tensor lies. That index lets any number of processes read the checkpoint back, each only its part,
 and lets one process read just the weights (never the optimizer state) to load the model whole:
 `gptlab.load`, `generate` and `convert` accept a sharded checkpoint like any other.
+
+This is the bottom layer of checkpoint/: DCP's files only; checkpoint.io builds models from what it reads.
 """
 
 from __future__ import annotations
@@ -20,10 +22,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 
-from gptlab.checkpoint.io import LanguageModel, check_vocab, load, load_tokenizer, read_config, read_model_config, save
 from gptlab.errors import GptlabError
-from gptlab.finetune.heads import TaskModel
-from gptlab.model import GPT
 
 SHARDS_DIR = "dcp"
 MODEL = "model"
@@ -77,33 +76,3 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise GptlabError(f"cannot read the sharded weights in {path / SHARDS_DIR} ({reason[:200]})") from None
     return weights
-
-
-def load_structure(path: Path) -> LanguageModel:
-    """The model of a sharded checkpoint with its weights left unset, and its tokenizer.
-
-    A resume fills the weights only after FSDP has sharded the model, each process reading its part;
-    building the model on the meta device spares the random initialisation they would overwrite.
-    """
-    check(path)
-    config, task = read_model_config(path)
-    with torch.device("meta"):
-        model = GPT(config) if task is None else TaskModel(config, task)
-    model.to_empty(device="cpu")
-    model.lm_head.weight = model.wte.weight
-    tokenizer = load_tokenizer(path)
-    check_vocab(config, tokenizer, f"checkpoint {path}")
-    return LanguageModel(model, tokenizer, path)
-
-
-def consolidate(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """An ordinary single-file checkpoint from a sharded one, keeping its config.json metadata (the training step)."""
-    from gptlab.checkpoint.hf import check_destination
-
-    src, dst = Path(src), Path(dst)
-    check_destination(dst, overwrite)
-    if not is_sharded(src):
-        raise GptlabError(f"{src} is not a sharded checkpoint: {SHARDS_DIR}/.metadata is missing")
-    lm = load(src)
-    kept = {key: value for key, value in read_config(src).items() if key not in ("format", "format_version", "model", "task")}
-    return save(dst, lm.model, lm.tokenizer, metadata=kept)

@@ -30,7 +30,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from gptlab.checkpoint.hf import export_hf, import_hf
-    from gptlab.checkpoint.sharded import consolidate, is_sharded
+    from gptlab.checkpoint.io import consolidate
+    from gptlab.checkpoint.sharded import is_sharded
 
     if args.to == "gptlab":
         convert = consolidate if is_sharded(args.src) else import_hf

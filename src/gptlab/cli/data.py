@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from gptlab.data.curate.mixture import MAX_EPOCHS
-from gptlab.data.sources import SHARD_FORMATS
 from gptlab.errors import GptlabError
+from gptlab.sources import SHARD_FORMATS
 
 STAGES = ("classifier", "filter", "dedup", "decontaminate", "mix", "tokenize")
 
@@ -198,7 +198,7 @@ def _report(stats: dict[str, Any], args: argparse.Namespace) -> None:
 def _classifier_train(args: argparse.Namespace) -> None:
     from gptlab import atomic
     from gptlab.data.curate.classifier import train_classifier
-    from gptlab.data.sources import iter_documents
+    from gptlab.sources import iter_documents
 
     def texts(specs: list[str]) -> list[str]:
         return [document.text for document in iter_documents(specs)]

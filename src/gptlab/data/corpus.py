@@ -18,8 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from gptlab.data.shards import Tokens, TokenView, is_shards_dir, read_index, read_shards, token_dtype
-from gptlab.data.sources import Document, iter_documents
 from gptlab.errors import GptlabError
+from gptlab.sources import Document, iter_documents
 from gptlab.tokenizer import CharTokenizer, Tokenizer
 
 # Texts handed to encode_batch at once: enough for its threads, small enough to show progress.

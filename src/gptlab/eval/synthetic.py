@@ -371,7 +371,7 @@ def write_demonstration_corpus(
     consecutive instances of one task (tasks in turn). No demonstration is an instance of the evaluation
     splits that `synthetic_task(name, n=held_out, seed=held_out_seed, words=words, fewshot=fewshot)` writes.
     """
-    from gptlab.data.sources import iter_documents  # the data readers only when a corpus is written
+    from gptlab.sources import iter_documents  # the data readers only when a corpus is written
 
     if documents < 0 or not 1 <= examples[0] <= examples[1]:
         raise GptlabError(f"documents must be >= 0 and examples a range 1 <= low <= high, got {documents}, {examples}")

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from gptlab.data.sampler import ExampleSampler
-from gptlab.finetune.tasks import Example, TaskData, TaskSpec
+from gptlab.finetune.tasks import Example, TaskData
+from gptlab.model.task import TaskSpec
 from gptlab.train.objective import Autocast, Forward
 
 

@@ -14,9 +14,9 @@ from gptlab.checkpoint.io import LanguageModel
 from gptlab.errors import GptlabError
 from gptlab.eval.metrics import Metric, mean_metric
 from gptlab.files import check_not_under_a_file
-from gptlab.finetune.heads import TaskModel
 from gptlab.finetune.objective import collate, run_batch
 from gptlab.finetune.tasks import Row, as_rows, encode
+from gptlab.model.heads import TaskModel
 
 
 @torch.no_grad()

@@ -15,9 +15,11 @@ from gptlab.checkpoint import load
 from gptlab.data import build_corpus, iter_documents, split_documents
 from gptlab.errors import GptlabError
 from gptlab.finetune.config import FinetuneConfig
-from gptlab.finetune.heads import TaskModel, add_special_tokens, freeze_backbone
+from gptlab.finetune.heads import add_special_tokens, freeze_backbone
 from gptlab.finetune.objective import TaskObjective
-from gptlab.finetune.tasks import TaskSpec, encode, label_set, read_rows, split_holdout
+from gptlab.finetune.tasks import encode, label_set, read_rows, split_holdout
+from gptlab.model.heads import TaskModel
+from gptlab.model.task import TaskSpec
 from gptlab.tokenizer import GPT1_SPECIAL_TOKENS
 from gptlab.train import distributed
 from gptlab.train.checkpointing import Resumed

@@ -17,6 +17,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models, pre_tokenizers, trainers
 
 from gptlab.errors import GptlabError
+from gptlab.sources import iter_documents
 from gptlab.tokenizer.bpe import EOT, Tokenizer
 from gptlab.tokenizer.byte_unicode import BYTE_ORDER, BYTE_TO_UNICODE
 
@@ -31,12 +32,10 @@ def train_tokenizer(
 ) -> Tokenizer:
     """Learn vocab_size - 256 - len(special_tokens) merges from the documents under `files`.
 
-    They are read as `gptlab train` reads them (gptlab.data.sources: text, JSONL, Parquet, a data
+    They are read as `gptlab train` reads them (gptlab.sources: text, JSONL, Parquet, a data
     stage's kept shards). Input without any text is refused; a smaller corpus may run out of pairs
     to merge first, leaving a smaller vocabulary, which a warning reports.
     """
-    from gptlab.data.sources import iter_documents
-
     files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
     if not files:
         raise GptlabError("no training files given")

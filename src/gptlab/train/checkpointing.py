@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from gptlab import atomic
-from gptlab.checkpoint.io import LanguageModel, load, save, write_files
-from gptlab.checkpoint.sharded import SHARDS_DIR, is_sharded, load_structure
+from gptlab.checkpoint.io import LanguageModel, load, load_structure, save, write_files
+from gptlab.checkpoint.sharded import SHARDS_DIR, is_sharded
 from gptlab.errors import GptlabError
 from gptlab.model import GPT
 from gptlab.train import distributed

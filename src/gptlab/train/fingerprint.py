@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gptlab.data.shards import INDEX_FILE, is_shards_dir, read_index
-from gptlab.data.sources import expand
 from gptlab.errors import GptlabError
+from gptlab.sources import expand
 
 _BLOCKS, _BLOCK_BYTES = 16, 1 << 16
 """A shard is hashed by this many blocks of this size, evenly spread (whole when it is no larger)."""

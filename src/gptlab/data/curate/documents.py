@@ -1,6 +1,6 @@
 """Documents out of curation stages: shards in JSONL (optionally gzipped) or Parquet.
 
-Stages read their input through `gptlab.data.sources`, the reader training uses too, and carry
+Stages read their input through `gptlab.sources`, the reader training uses too, and carry
 each document's `id` and metadata from input to output. Output shards are written to a temporary
 name and renamed when complete, so a killed stage never leaves a half-written shard under its
 final name.
@@ -17,8 +17,8 @@ from typing import Any
 from datatrove.data import Document
 
 from gptlab import atomic
-from gptlab.data.sources import SHARD_FORMATS as FORMATS
 from gptlab.errors import GptlabError
+from gptlab.sources import SHARD_FORMATS as FORMATS
 
 
 def shard_name(rank: int, fmt: str) -> str:

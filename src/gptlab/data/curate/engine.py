@@ -35,9 +35,9 @@ from tqdm.auto import tqdm  # noqa: E402
 from gptlab import atomic  # noqa: E402
 from gptlab.cluster import connect_ray  # noqa: E402
 from gptlab.data.curate.documents import ShardWriter, shard_name  # noqa: E402
-from gptlab.data.sources import STAGE_SETTINGS, STAGE_STATS, STAGE_WORK, Problem, read_file  # noqa: E402
 from gptlab.errors import GptlabError  # noqa: E402
 from gptlab.files import read_json  # noqa: E402
+from gptlab.sources import STAGE_SETTINGS, STAGE_STATS, STAGE_WORK, Problem, read_file  # noqa: E402
 
 REMOVED = "removed"
 """Metadata key a step sets, with the reason, on a document it removes."""

@@ -11,8 +11,8 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
-from gptlab.data.sources import BINARY_SHARE
 from gptlab.errors import GptlabError
+from gptlab.sources import BINARY_SHARE
 
 MAX_EPOCHS = 16.0
 """How many times over a mixture may take a source, unless told otherwise. Repeated tokens are worth less

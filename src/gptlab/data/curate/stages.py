@@ -38,8 +38,8 @@ from gptlab.data.curate.minhash import (
 )
 from gptlab.data.curate.quality_filter import pareto_keep, plot_scores
 from gptlab.data.shards import DEFAULT_SHARD_TOKENS, Part, TokenView, token_dtype, write_shards
-from gptlab.data.sources import expand, iter_documents
 from gptlab.errors import GptlabError
+from gptlab.sources import expand, iter_documents
 
 _BATCH = 512
 """Documents scored or signed at once: enough for numpy to pay off, few enough to stream."""

@@ -1,4 +1,5 @@
-"""Documents from the user's files: the one reader behind `gptlab train` and every `gptlab data` stage.
+"""Documents from the user's files: the one reader behind `gptlab train`, tokenizer training and every
+`gptlab data` stage.
 
 What a path stands for: a file is itself; a folder, its visible files, recursively (hidden files
 and folders such as .git skipped); a glob, its matches; a folder a data stage wrote, only the
