@@ -19,8 +19,8 @@ from gptlab.errors import GptlabError
 from gptlab.files import check_destination, read_config_dir
 from gptlab.model import GPT, GPTConfig
 from gptlab.model.heads import TaskModel
-from gptlab.model.task import TaskSpec
 from gptlab.model.quantize import Precision, apply_precision, check_precision, is_quantized
+from gptlab.model.task import TaskSpec
 from gptlab.tokenizer import CharTokenizer, Tokenizer
 from gptlab.tokenizer import load_tokenizer as read_tokenizer
 from gptlab.tokenizer.simple import CHARS_FILE
