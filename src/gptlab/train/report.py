@@ -29,7 +29,8 @@ class Report:
         self.setup, self.runtime, self.out = setup, runtime, Path(config.out)
         self.log_every = config.log_every
         out = self.out
-        self.metrics = MetricsLog(out / "metrics.jsonl", clock.step, out / "tensorboard" if config.tensorboard else None) if runtime.is_main else None
+        tensorboard = out / "tensorboard" if config.tensorboard else None
+        self.metrics = MetricsLog(out / "metrics.jsonl", clock.step, tensorboard) if runtime.is_main else None
         if runtime.is_main:  # the settings, and the shape of the model they train (for a fine-tune, the base's)
             recorded = {**config.to_dict(), "model_config": setup.model.config.to_dict()}
             atomic.write_text(out / "train_config.json", json.dumps(recorded, indent=2) + "\n")
