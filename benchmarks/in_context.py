@@ -65,7 +65,7 @@ def seconds_per_step(config, vocab: int, threads: int) -> float:
 
     from gptlab.model import GPT
     from gptlab.train.optim import build_optimizer
-    from gptlab.train.trainer import model_config
+    from gptlab.train.prepare import model_config
 
     torch.set_num_threads(threads)
     model = GPT(model_config(config, vocab)).train()

@@ -82,7 +82,7 @@ def transformers_windows(precision: str, steps: int, log_every: int, threads: in
     from gptlab.data import WindowSampler, batch_from_starts, build_corpus
     from gptlab.device import keep_freed_memory
     from gptlab.train import build_config
-    from gptlab.train.trainer import resolve_tokenizer
+    from gptlab.train.tokenizers import resolve_tokenizer
 
     torch.set_num_threads(threads)
     if precision.endswith("keep"):

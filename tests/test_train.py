@@ -85,7 +85,7 @@ def test_batch_ramp_grows_in_micro_batch_multiples():
 
 
 def test_presets_carry_the_papers_learning_rate_and_batch():
-    from gptlab.train.trainer import with_paper_defaults
+    from gptlab.train.prepare import with_paper_defaults
 
     small = with_paper_defaults(TrainConfig(data=["x"], model="gpt3-small"), 2048)
     assert (small.lr, small.batch_size) == (6e-4, 244)  # 0.5M tokens of 2048
@@ -218,7 +218,7 @@ def test_a_time_budget_ends_the_run_with_a_finished_schedule_and_can_be_extended
     state = torch.load(sorted((out / "checkpoints").iterdir())[-1] / "train_state.pt", weights_only=False)
     assert state["elapsed"] >= 0.04 * 60
     again = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.04, *TINY, "--resume")
-    assert_one_line_error(again, "pass a larger --max-minutes")
+    assert_one_line_error(again, "set a larger max_minutes")
     longer = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.07, *TINY, "--resume")
     assert longer.returncode == 0, longer.stderr
     assert max(losses(out)) > steps
@@ -326,7 +326,7 @@ def test_corrupt_last_checkpoint_falls_back_to_the_previous(tmp_path, corpus):
 def test_existing_run_is_not_overwritten_without_resume(tmp_path, corpus):
     args = ["--data", corpus, "--tokenizer", "byte", "--out", tmp_path / "run", "--max-steps", 5, "--save-every", 5, *TINY]
     assert train_cli(*args).returncode == 0
-    assert_one_line_error(train_cli(*args), "pass --resume")
+    assert_one_line_error(train_cli(*args), "already holds checkpoints of a run; resume it")
 
 
 def test_nan_loss_stops_without_a_poisoned_checkpoint(tmp_path, corpus):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +13,7 @@ import torch.nn.functional as F
 from gptlab.data.sampler import ExampleSampler
 from gptlab.finetune.tasks import Example, TaskData
 from gptlab.model.task import TaskSpec
-from gptlab.train.objective import Autocast, Forward
+from gptlab.train.objective import Autocast, Forward, SampledObjective
 
 
 @dataclass
@@ -69,7 +68,7 @@ def run_batch(forward: Forward, batch: Batch, spec: TaskSpec, lm: bool) -> tuple
 
 
 @dataclass
-class TaskObjective:
+class TaskObjective(SampledObjective):
     """Fine-tuning on one GPT-1 task; training items are example indices (an example is 1, 2 or k sequences).
 
     Validation reports the task's cross-entropy (without the LM term, so runs with different λ compare)
@@ -84,13 +83,6 @@ class TaskObjective:
 
     def __post_init__(self) -> None:
         self.sampler = ExampleSampler(len(self.train.examples), self.seed)
-
-    @property
-    def epoch(self) -> int:
-        return self.sampler.epoch
-
-    def sample(self, n: int) -> np.ndarray:
-        return self.sampler.take(n)
 
     def loss(self, forward: Forward, items: np.ndarray, autocast: Autocast, device: torch.device) -> torch.Tensor:
         batch = collate([self.train.examples[i] for i in items], self.spec).to(device)
@@ -113,9 +105,3 @@ class TaskObjective:
             nll += F.cross_entropy(logits, b.labels, reduction="sum").item()
             correct += (logits.argmax(-1) == b.labels).sum().item()
         return {"val_loss": nll / len(examples), "val_acc": correct / len(examples)}
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampler.load_state_dict(state)

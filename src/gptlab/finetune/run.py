@@ -24,7 +24,8 @@ from gptlab.tokenizer import GPT1_SPECIAL_TOKENS
 from gptlab.train import distributed
 from gptlab.train.checkpointing import Resumed
 from gptlab.train.objective import NextTokenPrediction
-from gptlab.train.trainer import Setup, TrainResult, run
+from gptlab.train.prepare import Setup
+from gptlab.train.trainer import TrainResult, run
 
 
 def finetune(config: FinetuneConfig) -> TrainResult:
@@ -46,7 +47,7 @@ def prepare_finetuning(config: FinetuneConfig, runtime: distributed.Runtime, res
 def _language_modelling(config: FinetuneConfig, base, runtime: distributed.Runtime) -> Setup:
     model, tokenizer = base.model, base.tokenizer
     if isinstance(model, TaskModel):
-        raise GptlabError(f"{config.checkpoint} is fine-tuned for {model.spec.type}; --task lm needs a language model")
+        raise GptlabError(f"{config.checkpoint} is fine-tuned for {model.spec.type}; task lm needs a language model")
     split = split_documents([config.train], 0.0 if config.valid else config.val_fraction, config.seed)
     if config.valid:
         split = dataclasses.replace(split, val=list(iter_documents([config.valid])))

@@ -102,6 +102,12 @@ class GPTConfig:
         return GPTConfig.from_dict({**self.to_dict(), **overrides})
 
 
+def non_embedding_params(config: GPTConfig) -> int:
+    """All parameters of `config`'s model but the token and position embeddings (the tied head is the token one):
+    the size that scaling laws count (Kaplan et al. 2020)."""
+    return config.closed_form_params() - (config.vocab_size + config.n_ctx) * config.d_model
+
+
 _GPT2 = dict(norm="pre", activation="gelu_new", embd_pdrop=0.1, resid_pdrop=0.1, attn_pdrop=0.1)
 _GPT3 = dict(_GPT2, n_ctx=2048, attention=("global", "local"), window_size=256)
 # The small presets use the exact GELU, as nanoGPT does: on CPU its kernel is ~3x faster than the tanh form.

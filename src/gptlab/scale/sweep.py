@@ -260,7 +260,7 @@ def prepare_data(recipe: Recipe, out: Path, progress: bool) -> dict[str, Any]:
     from gptlab.data import build_corpus, split_documents
     from gptlab.data.shards import is_shards_dir
     from gptlab.train import build_config
-    from gptlab.train.trainer import resolve_tokenizer
+    from gptlab.train.tokenizers import resolve_tokenizer
 
     config = build_config(None, {"data": list(recipe.data), "tokenizer": recipe.tokenizer, "val_fraction": recipe.val_fraction,
                                  "seed": recipe.seed, "out": str(out)})

@@ -48,7 +48,7 @@ def check_same_data(saved: dict[str, str] | None, current: dict[str, str], out: 
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         raise GptlabError(
             f"the training data differs from the data the run in {out} was started on: {shown}; resume on that "
-            "data, or start a new run with another --out"
+            "data, or start a new run in another output directory"
         )
 
 

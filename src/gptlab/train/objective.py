@@ -3,7 +3,8 @@ fine-tuning are objectives of one loop (trainer.run_loop), which owns everything
 schedule, accumulation, clipping, progress, metrics, atomic checkpoints, exact resume and torchrun.
 
 An objective draws its training items (window starts, example indices) from a stream it can save
-and restore, computes the loss on a slice of them, and reports validation metrics.
+and restore, computes the loss on a slice of them, and reports validation metrics. `SampledObjective`
+does the drawing, so a new objective writes only its loss and its validation.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from gptlab.data import WindowSampler, batch_from_starts, eval_starts
+from gptlab.data.sampler import EpochStream
 from gptlab.data.shards import Tokens
 
 Forward = Callable[..., torch.Tensor]
@@ -49,9 +51,41 @@ class Objective(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+class SampledObjective:
+    """The training items and their resumable position, from `self.sampler`, which a subclass sets up."""
+
+    sampler: EpochStream
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def sample(self, n: int) -> np.ndarray:
+        return self.sampler.take(n)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
+
+
+def evaluate(model: torch.nn.Module, objective: Objective, autocast: Autocast, device: torch.device, batch: int,
+             sample: Callable[[torch.nn.Module], str] | None) -> tuple[dict[str, float], list[str]]:
+    """`objective`'s validation metrics and, when there are any and `sample` is given, a sample of text.
+
+    Every process calls it: an FSDP forward gathers the weights from all of them.
+    """
+    model.eval()
+    val = objective.validate(model, autocast, device, batch)
+    samples = [sample(model)] if val and sample else []
+    model.train()
+    return val, samples
+
+
 @dataclass
-class NextTokenPrediction:
-    """Causal language modelling on packed windows of a token stream (pretraining, `--task lm`).
+class NextTokenPrediction(SampledObjective):
+    """Causal language modelling on packed windows of a token stream (pretraining, and fine-tuning with task `lm`).
 
     Validation scores a fixed, evenly spread set of windows, in nats per token and bits per byte.
     """
@@ -68,13 +102,6 @@ class NextTokenPrediction:
     def __post_init__(self) -> None:
         self.sampler = WindowSampler(len(self.train), self.seq_len, self.seed)
         self.val_starts = eval_starts(len(self.val), self.seq_len, self.eval_windows) if len(self.val) > self.seq_len else None
-
-    @property
-    def epoch(self) -> int:
-        return self.sampler.epoch
-
-    def sample(self, n: int) -> np.ndarray:
-        return self.sampler.next_starts(n)
 
     def loss(self, forward: Forward, items: np.ndarray, autocast: Autocast, device: torch.device) -> torch.Tensor:
         x, y = batch_from_starts(self.train, items, self.seq_len)
@@ -96,9 +123,3 @@ class NextTokenPrediction:
             n_tokens += y.numel()
             n_bytes += self.token_bytes[y.numpy()].sum()
         return {"val_loss": nll / n_tokens, "val_bpb": nll / math.log(2) / max(n_bytes, 1)}
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampler.load_state_dict(state)

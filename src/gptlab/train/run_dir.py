@@ -39,7 +39,7 @@ def locked(out: Path) -> Iterator[None]:
             holder = os.read(fd, 32).decode("ascii", "replace").strip()
             raise GptlabError(
                 f"{out} is in use by another gptlab run{f' (pid {holder})' if holder else ''};"
-                " wait for it to finish or choose another --out"
+                " wait for it to finish or choose another output directory"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
