@@ -238,17 +238,17 @@ def test_category_labels_format_and_one_evaluation_mapping(tmp_path):
     assert make_splits("word_category_labels", 300, 1, WORDS, 100)[0][0].completion not in {
         label for labels in mapping.values() for label in labels}  # another seed, another mapping
     # K = 2 prompts as the eval runner draws and builds them: the shots carry the instance's mapping
-    from gptlab.eval.tasks import load_task
+    from gptlab.eval.tasks import load_tasks
 
-    loaded = load_task(str(synthetic_task("word_category_labels", tmp_path, n=20, fewshot=10)))
-    docs, draw = loaded.docs, loaded.sampler()
-    for index, doc in enumerate(docs):
-        prompt = loaded.prompt(index, doc, draw(2, doc))
-        header, first, second, query = prompt.context.split("\n")
+    task = load_tasks([str(synthetic_task("word_category_labels", tmp_path, n=20, fewshot=10))]).tasks[
+        "word_category_labels"]
+    task.set_fewshot_seed(seed=1234)
+    for doc in task.eval_docs:
+        header, first, second, query = task.fewshot_context(doc, num_fewshot=2).split("\n")
         assert header == "Give each item the label of its kind:" and query == doc["context"]
         labels = {item.isdigit(): label for item, label in (LABELS.fullmatch(line).groups() for line in (first, second))}
         if doc["context"][0].isdigit() in labels:
-            assert " " + labels[doc["context"][0].isdigit()] == doc["completion"] == prompt.target
+            assert " " + labels[doc["context"][0].isdigit()] == doc["completion"] == task.doc_to_target(doc)
 
 
 def test_category_label_demonstrations_never_use_the_evaluation_mapping(tmp_path):
