@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from gptlab.cli.options import add_threads
+from gptlab import settings
+from gptlab.cli.options import add_settings, given
+from gptlab.eval.config import EvalConfig
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -20,32 +21,22 @@ def register(verbs: argparse._SubParsersAction) -> None:
             "accuracy_vs_shots.png."
         ),
     )
-    parser.add_argument("checkpoint", type=Path, help="gptlab checkpoint directory")
+    doc = {s.name: s.doc for s in settings.settings(EvalConfig)}
+    parser.add_argument("checkpoint", help=doc["checkpoint"])
+    # several values after one flag, as they have always been typed: a shape the derived flags do not take
     parser.add_argument("--task", dest="tasks", action="extend", nargs="+", default=[], metavar="NAME_OR_YAML",
-                        help="task YAML files or built-in task names")
-    parser.add_argument("--shots", type=int, nargs="+", default=[0], metavar="K",
-                        help="numbers of in-context examples, e.g. --shots 0 1 5 (default 0)")
-    parser.add_argument("--text", dest="texts", type=Path, action="append", default=[], metavar="FILE",
-                        help="report perplexity and bits per byte of a text file (repeatable)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N documents of each task")
-    parser.add_argument("--batch-size", type=int, default=16, help="requests scored per forward pass (default 16)")
-    parser.add_argument("--out", type=Path, help="output directory, which must hold no earlier evaluation "
-                                                   "(default runs/eval/<checkpoint name>)")
-    parser.add_argument("--log-samples", action="store_true",
-                        help="also write each task document's requests, the model's answers and their scores to "
-                             "OUT/samples_<task>_<K>shot.jsonl, in lm-evaluation-harness's --log_samples fields")
+                        help=doc["tasks"])
+    parser.add_argument("--shots", type=int, nargs="+", default=[0], metavar="K", help=doc["shots"])
+    parser.add_argument("--text", dest="texts", action="append", default=[], metavar="FILE", help=doc["texts"])
+    add_settings(parser, EvalConfig, skip=("checkpoint", "tasks", "shots", "texts"))
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    parser.add_argument("--device", default="auto", help="torch device: auto (GPU if present), cpu, cuda, ...")
-    add_threads(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from gptlab.eval.evaluation import evaluate
 
-    results = evaluate(args.checkpoint, tasks=args.tasks, shots=args.shots, texts=args.texts, limit=args.limit,
-                       batch_size=args.batch_size, out=args.out, log_samples=args.log_samples, device=args.device,
-                       threads=args.threads, progress=sys.stderr.isatty())
+    results = evaluate(args.checkpoint, progress=sys.stderr.isatty(), **given(args, EvalConfig))
     if args.json:
         print(results.to_json(), end="")
     else:

@@ -56,10 +56,10 @@ def evaluate(
     """Each task at each K and the perplexity of each text file; results written under `out` (default
     runs/eval/<checkpoint name>). `settings` are EvalConfig's fields, over `config`."""
     given = not isinstance(checkpoint_or_lm, str | os.PathLike)
-    checkpoint = getattr(checkpoint_or_lm, "path", None) if given else Path(checkpoint_or_lm)
-    config = dataclasses.replace(config or EvalConfig(), **{"checkpoint": checkpoint, **settings})
+    checkpoint = getattr(checkpoint_or_lm, "path", None) if given else checkpoint_or_lm
+    config = dataclasses.replace(config or EvalConfig(), **{**settings, "checkpoint": _text(checkpoint)})
     config.check()
-    texts = {path: _document(path) for path in config.texts}
+    texts = {Path(path): _document(Path(path)) for path in config.texts}
     loaded = load_tasks(config.tasks)  # bad task files fail here, before PyTorch is imported
     out = Path(config.out) if config.out else default_out(config.checkpoint)
     report.check_out(out)
@@ -80,6 +80,10 @@ def default_out(checkpoint: str | os.PathLike | None) -> Path:
     if checkpoint is None:
         raise GptlabError("the model has no checkpoint path to name its results after: give an output directory")
     return Path("runs") / "eval" / report.model_name(checkpoint)
+
+
+def _text(path: str | os.PathLike | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _document(path: Path) -> str:

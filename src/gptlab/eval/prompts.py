@@ -41,9 +41,11 @@ class PromptFitter:
     """Examples each prompt of the latest build holds, document after document."""
     drawn: list[int] = field(default_factory=list)
     """Examples drawn for each of them."""
+    _build: Any = field(init=False, repr=False)
+    """The harness's own `fewshot_context`."""
 
     def install(self) -> PromptFitter:
-        self._build = self.task.fewshot_context  # the harness's own
+        self._build = self.task.fewshot_context
         self.task.fewshot_context = self.context
         return self
 

@@ -69,16 +69,17 @@ def evaluate_loaded(
                     metrics.update(_choice_rules(model, task, logged, uncond))
                 at_k = {"metrics": _dicts(metrics), "shots_mean": sum(kept) / len(kept),
                         "capped": sum(n < k for n in kept)}
-                entry = results.setdefault(name, _entry(loaded, task, name, len(kept)))
+                entry = results.setdefault(name, _entry(loaded, task, name, out["n-samples"][name]["effective"]))
                 entry["shots"][str(k)] = at_k
                 samples[f"{name}_{k}shot"] = logged
             else:
                 metrics["token_perplexity"] = _token_perplexity(lm, logged)
                 at_k = {"metrics": _dicts(metrics), "shots_mean": 0.0, "capped": 0}
-                results[name] = {**_entry(loaded, task, name, len(logged)), "shots": {str(j): at_k for j in shots}}
+                docs = out["n-samples"][name]["effective"]
+                results[name] = {**_entry(loaded, task, name, docs), "shots": {str(j): at_k for j in shots}}
                 samples[name] = logged
-        for group in out["groups"] if "groups" in out else []:
-            _group(results, group, out["results"].get(group, {}), k, loaded)
+        for group, reported in out.get("groups", {}).items():
+            _group(results, group, reported, k)
     for path, text in (texts or {}).items():
         logprobs = scoring.loglikelihood_rolling(lm, [text], batch_size, progress)
         n_tokens = len(lm.require_tokenizer().encode(text))
@@ -217,7 +218,7 @@ def _token_perplexity(lm: LanguageModel, samples: list[dict[str, Any]]) -> Metri
     return Metric(math.exp(-total / n_tokens) if n_tokens else math.nan, None)
 
 
-def _group(results: dict[str, Any], group: str, reported: dict[str, Any], k: int, loaded: LoadedTasks) -> None:
+def _group(results: dict[str, Any], group: str, reported: dict[str, Any], k: int) -> None:
     """A group's aggregate metrics, as the harness reports them (no standard errors)."""
     metrics = {key.removesuffix(",none"): {"value": float(v), "stderr": None} for key, v in reported.items()
                if "," in key and "_stderr," not in key and isinstance(v, int | float)}

@@ -101,11 +101,13 @@ def load_tasks(names_or_paths: Sequence[str]) -> LoadedTasks:
             config = load_yaml(path)
         except Exception as e:  # the harness's loader: YAML errors, missing includes or !function modules
             raise GptlabError(f"{path}: {harness_error(e)}") from None
-        # a group by its name (the harness's loader takes a group file's task list for its name)
-        spec: str | dict[str, Any] = str(config["group"]) if "group" in config else _with_data_files(config, path)
+        # a task is loaded from its config, read above; a group by its name from an index of the tasks beside
+        # it (by its path, the harness takes a group file's task list for its name)
+        group = "group" in config
+        spec: str | dict[str, Any] = str(config["group"]) if group else _with_data_files(config, path)
         try:
             with quiet_harness():
-                manager = TaskManager(include_path=str(path.parent), include_defaults=False)
+                manager = TaskManager(include_path=str(path.parent) if group else None, include_defaults=False)
                 found = manager.load([spec])
         except GptlabError:
             raise
