@@ -141,3 +141,27 @@ def test_python_evaluate_returns_results_and_prints_nothing(model_dirs, task_fol
     assert again.metrics["sums_ll"][2] == results.metrics["sums_ll"][2]
     with pytest.raises(gptlab.GptlabError, match="already holds an evaluation"):
         gptlab.evaluate(ckpt, config, out=tmp_path / "b")
+
+
+def test_generate_until_f1_is_squads(model_dirs, task_folder, tmp_path):
+    """`metric: f1` on a generate_until task is SQuAD's token F1 of each answer (the harness's own `f1`
+    is a multiple-choice class F1 that cannot score free text), averaged over the documents."""
+    from gptlab.eval.text_metrics import f1
+
+    (task_folder / "sums_f1.yaml").write_text(textwrap.dedent("""\
+        include: _base.yaml
+        task: sums_f1
+        output_type: generate_until
+        generation_kwargs:
+          until: ["\\n"]
+          max_gen_toks: 6
+        metric_list:
+          - metric: exact_match
+          - metric: f1
+        """))
+    results = gptlab.evaluate(model_dirs[0], tasks=[str(task_folder / "sums_f1.yaml")], out=tmp_path, device="cpu",
+                              log_samples=True)
+    samples = results.results["samples"]["sums_f1_0shot"]
+    scores = [f1(s["filtered_resps"][0], s["target"]) for s in samples]
+    assert [s["f1"] for s in samples] == scores
+    assert results.metrics["sums_f1"][0]["f1"] == pytest.approx(sum(scores) / len(scores))

@@ -20,7 +20,7 @@ from gptlab.eval.synthetic import (
     synthetic_task,
     write_demonstration_corpus,
 )
-from gptlab.eval.text_metrics import exact_match, f1
+from gptlab.eval.text_metrics import f1
 
 ARITHMETIC = re.compile(r"Q: What is (\d+) (plus|minus|times) (\d+)\?\nA:")
 COMPOSITE = re.compile(r"Q: What is (\(\d [-+*] \d\) [-+*] \d|\d [-+*] \(\d [-+*] \d\))\?\nA:")
@@ -162,18 +162,12 @@ def test_paper_examples_zero_shot(harness_tasks):
         "Please unscramble the letters into a word, and write that word:\nskicts =")
 
 
-def test_exact_match_is_the_harness_metric():
+def test_exact_match_scores_arithmetic_answers():
+    """gptlab eval reports the harness's own exact match: an answer's sign counts."""
     from lm_eval.api import metrics
 
-    pairs = [(" 124", " 124"), ("124", " 124"), ("-28", "28"), ("Paris.", "paris"), ("The cat", "the cat!"),
-             ("a1b2", "a3b4"), ("x  y", "x y"), ("", "")]
-    options = [{}, {"ignore_case": True}, {"ignore_punctuation": True}, {"ignore_numbers": True},
-               {"ignore_case": True, "ignore_punctuation": True}, {"regexes_to_ignore": [r"\s+", r"^the "]}]
-    for option in options:
-        for prediction, reference in pairs:
-            expected = metrics.exact_match_hf_evaluate([prediction], [reference], **option)["exact_match"]
-            assert exact_match(prediction, reference, **option) == expected, (prediction, reference, option)
-    assert exact_match("28", "-28") == 0.0  # what an arithmetic answer needs
+    assert metrics.exact_match_hf_evaluate(["28"], ["-28"])["exact_match"] == 0.0
+    assert metrics.exact_match_hf_evaluate([" 124"], [" 124"])["exact_match"] == 1.0
 
 
 def test_f1_is_squads():

@@ -53,15 +53,19 @@ class GptlabLM(LM):
         self._pairs: dict[tuple[str, str], Pair] = {}
 
     def encode(self, context: str, continuation: str) -> Pair:
-        """A request's token ids, split as the harness splits them; kept, since checking that a prompt
-        fits the context, scoring it and counting its tokens all need them."""
+        """A request's token ids, split as the harness splits them; kept (until `forget`), since checking
+        that a prompt fits the context, scoring it and counting its tokens all need them."""
         key = (context, continuation)
         if key not in self._pairs:
             self._pairs[key] = scoring.encode_pair(self.lm, context, continuation)
         return self._pairs[key]
 
+    def forget(self) -> None:
+        self._pairs.clear()
+
     def score(self, requests: list[tuple[str, str]], progress: bool = False) -> list[scoring.TokenScore]:
-        return scoring.score_tokens(self.lm, [self.encode(c, x) for c, x in requests], self.batch_size, progress)
+        pairs = [self._pairs.get((c, x)) or scoring.encode_pair(self.lm, c, x) for c, x in requests]
+        return scoring.score_tokens(self.lm, pairs, self.batch_size, progress)
 
     def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         scores = self.score([r.args[:2] for r in requests], self.progress and not disable_tqdm)

@@ -52,7 +52,7 @@ def evaluate_loaded(
     samples: dict[str, list[dict[str, Any]]] = {}
     uncond: dict[str, float] = {}
     for i, k in enumerate(shots):
-        names = [*fitters, *(rolling if i == 0 else [])]
+        names = [*fitters, *(rolling if i == 0 else [])]  # a rolling task has no prompt: K changes nothing
         if not names:
             break
         for name in names:
@@ -60,42 +60,44 @@ def evaluate_loaded(
         out = _harness(model, loaded, names, limit, progress)
         for name in names:
             task, logged = loaded.tasks[name], out["samples"][name]
+            entry = results.setdefault(name, _entry(loaded, name, out["n-samples"][name]["effective"]))
             metrics = _metrics(task, out["results"][name], logged)
-            if name in fitters:
-                kept = fitters[name].kept
-                for sample in logged:
-                    sample["shots"] = kept[sample["doc_id"]]
-                if task.OUTPUT_TYPE == "multiple_choice":
-                    metrics.update(_choice_rules(model, task, logged, uncond))
-                at_k = {"metrics": _dicts(metrics), "shots_mean": sum(kept) / len(kept),
-                        "capped": sum(n < k for n in kept)}
-                entry = results.setdefault(name, _entry(loaded, task, name, out["n-samples"][name]["effective"]))
-                entry["shots"][str(k)] = at_k
-                samples[f"{name}_{k}shot"] = logged
-            else:
+            if name in rolling:
                 metrics["token_perplexity"] = _token_perplexity(lm, logged)
-                at_k = {"metrics": _dicts(metrics), "shots_mean": 0.0, "capped": 0}
-                docs = out["n-samples"][name]["effective"]
-                results[name] = {**_entry(loaded, task, name, docs), "shots": {str(j): at_k for j in shots}}
+                entry["shots"] = {str(j): {"metrics": _dicts(metrics), "shots_mean": 0.0, "capped": 0} for j in shots}
                 samples[name] = logged
+                continue
+            kept = fitters[name].kept
+            for sample in logged:
+                sample["shots"] = kept[sample["doc_id"]]
+            if task.OUTPUT_TYPE == "multiple_choice":
+                metrics.update(_choice_rules(model, task, logged, uncond))
+            entry["shots"][str(k)] = {"metrics": _dicts(metrics), "shots_mean": sum(kept) / len(kept),
+                                      "capped": sum(n < k for n in kept)}
+            samples[f"{name}_{k}shot"] = logged
         for group, reported in out.get("groups", {}).items():
             _group(results, group, reported, k)
+        model.forget()  # the next K's prompts are others
     for path, text in (texts or {}).items():
-        logprobs = scoring.loglikelihood_rolling(lm, [text], batch_size, progress)
-        n_tokens = len(lm.require_tokenizer().encode(text))
-        metrics = {name: m.to_dict() for name, m in rolling_metrics(logprobs, [text], n_tokens).items()}
-        results[f"text:{path}"] = {
-            "source": str(path), "output_type": ROLLING, "split": None, "docs": 1,
-            "shots": {"0": {"metrics": metrics, "shots_mean": 0.0, "capped": 0}},
-        }
+        results[f"text:{path}"] = _text(lm, path, text, batch_size, progress)
     summary = {"model": str(lm.path) if lm.path else None, "n_ctx": lm.config.n_ctx, "fewshot_seed": FEWSHOT_SEED,
                "limit": limit, "shots": shots, "tasks": results}
     return {**summary, "samples": samples} if log_samples else summary
 
 
-def _entry(loaded: LoadedTasks, task: Task, name: str, docs: int) -> dict[str, Any]:
-    split = task.config.test_split or task.config.validation_split
-    return {"source": loaded.sources[name], "output_type": task.OUTPUT_TYPE, "split": split, "docs": docs, "shots": {}}
+def _entry(loaded: LoadedTasks, name: str, docs: int) -> dict[str, Any]:
+    task = loaded.tasks[name]
+    return {"source": loaded.sources[name], "output_type": task.OUTPUT_TYPE, "split": _split(task), "docs": docs,
+            "shots": {}}
+
+
+def _text(lm: LanguageModel, path: Path, text: str, batch_size: int, progress: bool) -> dict[str, Any]:
+    """A text file's perplexities and bits per byte, every token scored once."""
+    logprobs = scoring.loglikelihood_rolling(lm, [text], batch_size, progress)
+    n_tokens = len(lm.require_tokenizer().encode(text))
+    metrics = rolling_metrics(logprobs, [text], n_tokens)
+    return {"source": str(path), "output_type": ROLLING, "split": None, "docs": 1,
+            "shots": {"0": {"metrics": _dicts(metrics), "shots_mean": 0.0, "capped": 0}}}
 
 
 def _prepare(task: Task, k: int, fitter: PromptFitter | None) -> None:

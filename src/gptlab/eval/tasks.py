@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from gptlab.errors import GptlabError
+from gptlab.eval.text_metrics import f1
 
 if TYPE_CHECKING:
     from lm_eval.api.group import Group
@@ -121,10 +122,25 @@ def load_tasks(names_or_paths: Sequence[str]) -> LoadedTasks:
         loaded.group_map.update(found["group_map"])
         loaded.sources.update({name: str(path) for name in found["tasks"]})
     for name, task in loaded.tasks.items():
-        if not task.eval_docs or len(task.eval_docs) == 0:
+        _answer_f1(task)
+        if len(task.eval_docs) == 0:  # e.g. process_docs dropped them all
             split = task.config.test_split or task.config.validation_split
             raise GptlabError(f"{loaded.sources[name]}: split {split!r} has no documents")
     return loaded
+
+
+def _answer_f1(task: Task) -> None:
+    """A generate_until task naming `f1` gets SQuAD's token F1 of the answer (GPT-3's for reading
+    comprehension): the harness's own `f1` is a multiple-choice class F1 that cannot score free text."""
+    from lm_eval.api.metrics import mean
+
+    if task.OUTPUT_TYPE == "generate_until" and "f1" in task._metric_fn_list:
+        task._metric_fn_list["f1"] = _squad_f1
+        task._aggregation_list["f1"] = mean
+
+
+def _squad_f1(references: list[str], predictions: list[str], **_: Any) -> float:
+    return f1(predictions[0], references[0])
 
 
 def harness_error(error: BaseException) -> str:
