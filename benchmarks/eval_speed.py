@@ -68,8 +68,6 @@ def main() -> None:
 
     import gptlab
     from gptlab.checkpoint.hf import export_hf
-    from gptlab.eval.runner import evaluate
-    from gptlab.eval.tasks import load_task
     from gptlab.model import GPT, preset
     from gptlab.tokenizer import train_tokenizer_on_texts
 
@@ -88,9 +86,10 @@ def main() -> None:
 
         lm = gptlab.load(ckpt)
         start = time.perf_counter()
-        ours = evaluate(lm, [load_task(str(task_path))], [args.shots], batch_size=args.batch_size)
+        ours = gptlab.evaluate(lm, tasks=[str(task_path)], shots=[args.shots], batch_size=args.batch_size,
+                               out=root / "eval")  # task loading and the files written included
         gptlab_seconds = time.perf_counter() - start
-        ours = ours["tasks"]["bench_mc"]["shots"][str(args.shots)]
+        ours = ours.results["tasks"]["bench_mc"]["shots"][str(args.shots)]
 
         hf = HFLM(pretrained=str(hf_dir), dtype="float32", batch_size=args.batch_size, device="cpu")
         start = time.perf_counter()

@@ -102,10 +102,7 @@ def main() -> None:
 
     import gptlab
     from gptlab.data.example import write_example
-    from gptlab.eval import report
-    from gptlab.eval.runner import evaluate
     from gptlab.eval.synthetic import synthetic_task, write_demonstration_corpus
-    from gptlab.eval.tasks import load_task
     from gptlab.train import build_config, train
 
     out = args.out
@@ -153,10 +150,11 @@ def main() -> None:
         torch.set_num_threads(config.threads)
     lm = gptlab.load(result.final)
     start = time.perf_counter()
-    results = evaluate(lm, [load_task(str(y)) for y in yamls], SHOTS, limit=args.limit, batch_size=32)
+    evaluated = gptlab.evaluate(lm, tasks=[str(y) for y in yamls], shots=SHOTS, limit=args.limit, batch_size=32,
+                                out=out / "eval")
     eval_seconds = time.perf_counter() - start
-    written = report.write(results, out / "eval")
-    print(report.table(results), file=sys.stderr)
+    results, written = evaluated.results, evaluated.paths
+    print(evaluated.table(), file=sys.stderr)
 
     accuracy = {
         name: {k: round(v["metrics"]["exact_match"]["value"], 4) for k, v in entry["shots"].items()}

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 import torch.nn.functional as F
 from helpers import assert_one_line_error, gptlab_cli, run_cli
 
 import gptlab
 from gptlab.checkpoint.hf import export_hf
 from gptlab.eval import scoring
-from gptlab.eval.tasks import load_task
+from gptlab.eval.tasks import load_tasks
 from gptlab.model import GPT, preset
 from gptlab.tokenizer import train_tokenizer_on_texts
 
@@ -119,7 +120,7 @@ def _task_manager(task_path):
 def _harness(model, model_args, task_path, k):
     from lm_eval import simple_evaluate
 
-    name = load_task(str(task_path)).name
+    name = yaml.safe_load(task_path.read_text())["task"]
     out = simple_evaluate(
         model=model, model_args=model_args, tasks=[name], num_fewshot=k, task_manager=_task_manager(task_path),
         batch_size=8, device="cpu", log_samples=True,
@@ -152,25 +153,18 @@ def test_multiple_choice_matches_the_harness(model_dirs, mc_task, harness_mc, tm
         assert {"acc_token", "acc_uncond"} <= set(metrics)
 
 
-def test_same_prompts_and_loglikelihoods_as_the_harness(model_dirs, mc_task, harness_mc):
+def test_same_prompts_and_loglikelihoods_as_the_harness(model_dirs, mc_task, harness_mc, tmp_path):
     """Per request: gptlab builds the harness's exact contexts, and scores them as its `hf` backend does."""
-    from gptlab.eval.runner import _TaskRunner
-
     lm = gptlab.load(model_dirs[0])
-    task = load_task(str(mc_task))
+    ours = gptlab.evaluate(lm, tasks=[str(mc_task)], shots=list(harness_mc), out=tmp_path, log_samples=True)
     for k, (_, samples) in harness_mc.items():
         requests = [tuple(args) for s in samples for args in s["arguments"]]
-        ours = [(p.context, c) for p, _ in _fitted(_TaskRunner(lm, task, 16, False), task, k) for c in p.continuations]
-        assert ours == requests
+        mine = ours.results["samples"][f"colors_{k}shot"]
+        assert [tuple(args) for s in mine for args in s["arguments"]] == requests
         harness_lls = [float(resp[0][0]) for s in samples for resp in s["resps"]]
         scores = scoring.loglikelihood(lm, requests)
         assert [ll for ll, _ in scores] == pytest.approx(harness_lls, abs=1e-4)
         assert [greedy for _, greedy in scores] == [bool(r[0][1]) for s in samples for r in s["resps"]]
-
-
-def _fitted(runner, task, k):
-    draw = task.sampler()
-    return [runner._fit(i, doc, draw(k, doc)) for i, doc in enumerate(task.docs)]
 
 
 def test_rolling_perplexity_matches_the_harness(model_dirs, rolling_task, capsys, tmp_path):
@@ -227,12 +221,12 @@ def test_fewshot_from_the_test_split_never_shows_the_document_itself(model_dirs,
     harness_task.set_fewshot_seed(seed=1234)
     harness_task.build_all_requests()
     contexts = [inst.args[0] for inst in harness_task.instances if inst.idx == 0]
-    task = load_task(str(path))
-    draw = task.sampler()
-    for i, doc in enumerate(task.docs):
-        shots = draw(4, doc)
-        assert doc not in shots and len(shots) == 4
-        assert task.prompt(i, doc, shots).context == contexts[i]
+    ours = gptlab.evaluate(model_dirs[0], tasks=[str(path)], shots=[4], out=tmp_path / "out", log_samples=True)
+    samples = ours.results["samples"]["selfshot_4shot"]
+    assert [s["arguments"][0][0] for s in samples] == contexts
+    for sample in samples:
+        context = sample["arguments"][0][0]
+        assert sample["shots"] == 4 and context.count(f"Question: {sample['doc']['question']}\n") == 1
 
 
 def test_kv_reuse_equals_full_sequence_scoring(model_dirs):
@@ -293,7 +287,7 @@ def test_data_files_relative_to_the_yaml_folder(tmp_path):
     config = json.loads(path.read_text())
     config["dataset_kwargs"]["data_files"] = {"train": "rel_train.jsonl", "test": "rel_test.jsonl"}
     path.write_text(json.dumps(config))
-    assert len(load_task(str(path)).docs) == 3
+    assert len(load_tasks([str(path)]).tasks["rel"].eval_docs) == 3
 
 
 def test_builtin_generate_until_task(model_dirs, tmp_path, capsys, monkeypatch):
@@ -318,7 +312,7 @@ def no_scoring(monkeypatch):
     def scored(*_, **__):
         raise AssertionError("the model was run before the inputs and the output were checked")
 
-    for target in ("gptlab.eval.runner.score_tokens", "gptlab.eval.runner.loglikelihood_rolling",
+    for target in ("gptlab.eval.scoring.score_tokens", "gptlab.eval.scoring.loglikelihood_rolling",
                    "gptlab.eval.generate.generate_until"):
         monkeypatch.setattr(target, scored)
 

@@ -17,6 +17,7 @@ _EXPORTS = {
     "LanguageModel": "checkpoint", "load": "checkpoint", "save": "checkpoint",
     "SamplingParams": "generation", "generate": "generation", "stream": "generation",
     "Tokenizer": "tokenizer", "train_tokenizer": "tokenizer",
+    "evaluate": "eval", "EvalConfig": "eval", "EvalResults": "eval",
 }
 
 __all__ = ["GptlabError", *_EXPORTS]

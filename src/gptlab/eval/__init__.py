@@ -4,9 +4,8 @@ from gptlab.lazy import lazy_exports
 
 # Imported on first use: `gptlab eval --help` and task-file checks must not import PyTorch.
 _EXPORTS = {
-    "load_task": "tasks", "Task": "tasks",
+    "evaluate": "evaluation", "EvalResults": "evaluation", "EvalConfig": "config", "load_tasks": "tasks",
     "loglikelihood": "scoring", "loglikelihood_rolling": "scoring",
-    "evaluate": "runner",
 }
 
 __all__ = list(_EXPORTS)

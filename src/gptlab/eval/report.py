@@ -55,10 +55,9 @@ def figure(results: dict[str, Any]) -> Figure | None:
     some prompts (fewer examples fit the context or the few-shot pool) is drawn hollow. None when no task
     has an accuracy."""
     lines = {
-        name: [(int(k), at_k["metrics"][ACCURACY[entry["output_type"]]], at_k.get("capped", 0) > 0)
-               for k, at_k in entry["shots"].items()]
+        name: [(int(k), at_k["metrics"][metric], at_k.get("capped", 0) > 0) for k, at_k in entry["shots"].items()]
         for name, entry in results["tasks"].items()
-        if ACCURACY.get(entry["output_type"]) in next(iter(entry["shots"].values()))["metrics"]
+        if (metric := _accuracy(entry)) is not None
     }
     if not lines:
         return None
@@ -88,6 +87,13 @@ def figure(results: dict[str, Any]) -> Figure | None:
     axes.legend()
     drawing.tight_layout()
     return drawing
+
+
+def _accuracy(entry: dict[str, Any]) -> str | None:
+    """The metric an entry plots: its output type's accuracy, under the first filter that reports it."""
+    wanted = ACCURACY.get(entry["output_type"])
+    metrics = next(iter(entry["shots"].values()))["metrics"]
+    return next((m for m in metrics if wanted and m.split(",")[0] == wanted), None)
 
 
 def plot(results: dict[str, Any], path: str | os.PathLike) -> bool:
