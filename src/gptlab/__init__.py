@@ -17,6 +17,8 @@ _EXPORTS = {
     "LanguageModel": "checkpoint", "load": "checkpoint", "save": "checkpoint",
     "SamplingParams": "generation", "generate": "generation", "stream": "generation",
     "Tokenizer": "tokenizer", "train_tokenizer": "tokenizer",
+    "run_pipeline": "data.curate.pipeline",
+    "SweepConfig": "scale.sweep", "run_sweep": "scale.sweep",
 }
 
 __all__ = ["GptlabError", *_EXPORTS]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
-import os
 import sys
 from pathlib import Path
-
-from gptlab.errors import GptlabError
 
 
 def _number(text: str) -> float:
@@ -92,69 +90,34 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def run_sweep(args: argparse.Namespace) -> None:
     from gptlab.errors import Interrupted
-    from gptlab.scale import report
-    from gptlab.scale.sweep import Execution, Recipe, runs_for_budgets, runs_for_sizes, sweep
+    from gptlab.scale.sweep import SweepConfig, run_sweep
 
-    recipe = Recipe(tuple(os.path.abspath(p) for p in args.data), args.tokenizer, args.seq_len, args.batch_size, args.lr_scale,
-                    args.eval_windows, args.val_fraction, args.seed)
-    if args.sizes:
-        specs = runs_for_sizes(recipe, args.sizes, args.tokens_per_param)
-    else:
-        specs = runs_for_budgets(recipe, *args.flops, args.points, args.tokens_per_param)
-    execution = Execution(args.executor, args.threads, args.device, args.progress)
+    fields = {f.name for f in dataclasses.fields(SweepConfig)}
+    config = SweepConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in fields})
     try:
-        summary = sweep(recipe, specs, args.out, execution)
+        result = run_sweep(config)
     except Interrupted as e:
         raise Interrupted(f"{e}; rerun the same command to continue the sweep", e.exit_code - 128) from None
-    print(report.table(summary))
-    print(f"results: {args.out / report.SCALING_FILE}\nplot:    {args.out / report.PLOT_FILE}")
-    largest = max(r["flops"] for r in summary["runs"])
-    print(f"next:    gptlab scale plan {args.out} --flops {report.NEXT * largest:.2g}")
+    print(result.report())
 
 
 def run_predict(args: argparse.Namespace) -> None:
     from gptlab.scale import report
     from gptlab.scale.plan import predict
 
-    if (args.flops is None) == (args.params is None and args.tokens is None):
-        raise GptlabError("give --flops C, or --params N with --tokens D")
     estimate = predict(report.read(args.dir), args.flops, args.params, args.tokens)
-    what = f"{args.flops:.3g} FLOPs" if args.flops is not None else f"{args.params:,.0f} parameters on {args.tokens:,.0f} tokens"
-    _print_estimate(estimate, f"{what}: ")
-
-
-def _loss(estimate) -> str:
-    """`1.2340 nats/token (95%: 1.1990 to 1.2690), 1.7800 bits/byte (...)` and how far it extrapolates."""
-
-    def interval(p, unit: str) -> str:
-        span = "" if p.low is None else f" (95%: {p.low:.4f} to {p.high:.4f})"
-        return f"{p.loss:.4f} {unit}{span}"
-
-    text = f"predicted validation loss {interval(estimate.prediction, 'nats/token')}"
-    if estimate.bits_per_byte is not None:
-        text += f", {interval(estimate.bits_per_byte, 'bits/byte')}"
-    text += f"; by {estimate.law}, "
-    beyond = estimate.beyond
-    return text + (f"{beyond:.3g}x the compute of the largest run" if beyond > 1 else "within the sweep")
-
-
-def _print_estimate(estimate, prefix: str = "") -> None:
-    print(prefix + _loss(estimate))
-    for warning in estimate.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    print(estimate.answer())
+    _warn(estimate.warnings)
 
 
 def run_plan(args: argparse.Namespace) -> None:
     from gptlab.scale.plan import plan
 
-    out = args.out or args.dir / f"planned-{args.flops:.0e}"
-    result = plan(args.dir, args.flops, out)
-    spec = result.spec
-    print(f"for {args.flops:.3g} FLOPs: {spec.shape.params:,} non-embedding parameters ({spec.shape}) on {result.tokens:,} "
-          f"tokens ({result.tokens / spec.shape.params:.1f} per parameter), {spec.steps:,} steps of {spec.batch_size}, "
-          f"spending {result.flops:.3g} FLOPs")
-    _print_estimate(result.estimate)
-    if result.epochs > 1:
-        print(f"warning: that is {result.epochs:.2f} epochs of the training data; the law assumes unrepeated data",
-              file=sys.stderr)
-    print(result.command())
+    result = plan(args.dir, args.flops, args.out)
+    print(result.describe())
+    _warn(result.warnings)
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from gptlab.errors import GptlabError
 from gptlab.model import GPTConfig, preset
+from gptlab.model.describe import non_embedding_params  # noqa: F401 (also offered here, beside the FLOPs)
 
 ASPECT = 64
 """d_model per layer."""
@@ -76,11 +77,6 @@ SHAPE_RULE = (f"n_layer = max({MIN_LAYERS}, round(cbrt(N / (12·{ASPECT}²)))), 
 FLOPS_RULE = ("C = (6·N + 6·n_layer·n_ctx·d_model)·D: N non-embedding parameters, n_ctx = seq_len, D tokens "
               "(Kaplan et al. 2020)")
 HYPERPARAMETER_RULE = "peak lr 0.5·0.3118·C^-0.125, batch 0.2920·C^0.3271 tokens (DeepSeek LLM, Bi et al. 2024)"
-
-
-def non_embedding_params(config: GPTConfig) -> int:
-    """All parameters of `config`'s model but the token and position embeddings (the tied head is the token one)."""
-    return config.closed_form_params() - (config.vocab_size + config.n_ctx) * config.d_model
 
 
 def flops_per_token(config: GPTConfig) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gptlab import atomic
-from gptlab.cluster import connect_ray
+from gptlab.cluster import check_backend, connect_ray
 from gptlab.errors import GptlabError
 from gptlab.files import read_json_object
 from gptlab.scale.shapes import BASE_PRESET, SMALLEST, Shape, batch_tokens, learning_rate, rule_shapes, shape_for_params
@@ -49,15 +49,15 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if not self.data:
-            raise GptlabError("no training data: pass --data PATH (files, folders, JSONL or token shards)")
+            raise GptlabError("no training data: give the data paths (files, folders, JSONL or token shards)")
         for name in ("seq_len", "batch_size", "eval_windows"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise GptlabError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise GptlabError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr_scale > 0:
-            raise GptlabError(f"--lr-scale must be positive, got {self.lr_scale}")
+            raise GptlabError(f"lr_scale must be positive, got {self.lr_scale}")
         if not 0 < self.val_fraction < 1:
             raise GptlabError(
-                f"a sweep is judged on validation loss: --val-fraction must be above 0 and below 1, got {self.val_fraction}"
+                f"a sweep is judged on validation loss: val_fraction must be above 0 and below 1, got {self.val_fraction}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +66,78 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
         return cls(**{**data, "data": tuple(data["data"])})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig(Recipe):
+    """A whole sweep: the recipe its runs share, which runs (by size or by compute budget), where, and how they
+    run. `gptlab scale sweep`'s options, and `run_sweep`'s argument."""
+
+    out: str
+    """Sweep directory; rerunning the sweep into it continues it."""
+    sizes: tuple[float, ...] | None = None
+    """Non-embedding parameter counts of the runs (or give `flops`)."""
+    flops: tuple[float, float] | None = None
+    """Compute budgets from C_MIN to C_MAX FLOPs, evenly spaced in log; each trains the largest shape whose
+    tokens fit it."""
+    points: int = 5
+    """Budgets between C_MIN and C_MAX."""
+    tokens_per_param: tuple[float, ...] = (20.0,)
+    """Training tokens per parameter; several give several budgets per size and fit L(N, D)."""
+    executor: str = "local"
+    threads: int | None = None
+    device: str = "auto"
+    progress: bool = True
+
+    def recipe(self) -> Recipe:
+        fields = (f.name for f in dataclasses.fields(Recipe))
+        return Recipe(**{name: getattr(self, name) for name in fields if name != "data"},
+                      data=tuple(os.path.abspath(p) for p in self.data))
+
+    def execution(self) -> Execution:
+        return Execution(self.executor, self.threads, self.device, self.progress)
+
+    def runs(self) -> list[RunSpec]:
+        if (self.sizes is None) == (self.flops is None):
+            raise GptlabError("give the runs' sizes or their compute budgets (flops), one of the two")
+        recipe, ratios = self.recipe(), list(self.tokens_per_param)
+        if self.sizes is not None:
+            return runs_for_sizes(recipe, list(self.sizes), ratios)
+        return runs_for_budgets(recipe, *self.flops, self.points, ratios)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A finished sweep: every run's measurements and the laws fitted to them (scaling.json's content)."""
+
+    summary: dict[str, Any]
+    out: Path
+
+    @property
+    def scaling_file(self) -> Path:
+        from gptlab.scale.report import SCALING_FILE
+
+        return self.out / SCALING_FILE
+
+    @property
+    def plot_file(self) -> Path:
+        from gptlab.scale.report import PLOT_FILE
+
+        return self.out / PLOT_FILE
+
+    def report(self) -> str:
+        """The runs and laws as a table, where they are written, and the budget to plan next."""
+        from gptlab.scale import report
+
+        largest = max(r["flops"] for r in self.summary["runs"])
+        return (f"{report.table(self.summary)}\nresults: {self.scaling_file}\nplot:    {self.plot_file}\n"
+                f"next:    gptlab scale plan {self.out} --flops {report.NEXT * largest:.2g}")
+
+
+def run_sweep(config: SweepConfig) -> SweepResult:
+    """Train the sweep's runs not yet finished in `config.out` and fit the scaling laws to all of them."""
+    summary = sweep(config.recipe(), config.runs(), config.out, config.execution())
+    return SweepResult(summary, Path(config.out))
 
 
 @dataclass(frozen=True)
@@ -112,10 +184,9 @@ class Execution:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.executor not in ("local", "ray"):
-            raise GptlabError(f"--executor must be local or ray, got {self.executor!r}")
+        check_backend(self.executor)
         if self.threads is not None and self.threads < 1:
-            raise GptlabError(f"--threads must be at least 1, got {self.threads}")
+            raise GptlabError(f"threads must be at least 1, got {self.threads}")
 
 
 # --- which runs ------------------------------------------------------------------------------------
@@ -130,9 +201,9 @@ def runs_for_budgets(recipe: Recipe, low: float, high: float, points: int, token
     """`points` compute budgets spaced evenly in log between `low` and `high` FLOPs; at each, for each ratio R,
     the largest shape whose R·N tokens fit the budget (`budget_run`)."""
     if not 0 < low < high < math.inf:
-        raise GptlabError(f"--flops takes C_MIN C_MAX with 0 < C_MIN < C_MAX, both finite, got {low:g} {high:g}")
+        raise GptlabError(f"the compute budgets run from C_MIN to C_MAX with 0 < C_MIN < C_MAX, both finite, got {low:g} {high:g}")
     if points < 2:
-        raise GptlabError(f"--points must be at least 2, got {points}")
+        raise GptlabError(f"points must be at least 2, got {points}")
     budgets = [low * (high / low) ** (k / (points - 1)) for k in range(points)]
     return _distinct(recipe, [budget_run(recipe, budget, ratio) for budget in budgets for ratio in _ratios(tokens_per_param)])
 
@@ -165,7 +236,7 @@ def run_spec(recipe: Recipe, shape: Shape, ratio: float, tokens: float | None = 
     if steps < 1:
         raise GptlabError(
             f"{shape.params:,} parameters at {ratio:g} tokens each is {tokens:,.0f} tokens, less than one step of "
-            f"{batch}x{recipe.seq_len}; raise --tokens-per-param or lower --batch-size or --seq-len"
+            f"{batch}x{recipe.seq_len}; raise the tokens per parameter or lower the batch size or the sequence length"
         )
     return RunSpec(shape, steps, batch, ratio)
 
@@ -173,7 +244,7 @@ def run_spec(recipe: Recipe, shape: Shape, ratio: float, tokens: float | None = 
 def _ratios(tokens_per_param: list[float]) -> list[float]:
     bad = [r for r in tokens_per_param if not r > 0]
     if bad or not tokens_per_param:
-        raise GptlabError(f"--tokens-per-param must be positive, got {bad[0] if bad else 'nothing'}")
+        raise GptlabError(f"tokens_per_param must be positive, got {bad[0] if bad else 'nothing'}")
     return sorted(set(tokens_per_param))
 
 
@@ -244,7 +315,7 @@ def _read_state(out: Path, recipe: Recipe) -> dict[str, Any] | None:
     if differ:
         changes = ", ".join(f"{key} {_short(saved.get(key))} -> {_short(recipe.to_dict()[key])}" for key in differ)
         raise GptlabError(
-            f"{out} holds a sweep with another recipe ({changes}); rerun it with its own settings or choose another --out"
+            f"{out} holds a sweep with another recipe ({changes}); rerun it with its own settings or choose another sweep directory"
         )
     return state
 
@@ -274,8 +345,8 @@ def prepare_data(recipe: Recipe, out: Path, progress: bool) -> dict[str, Any]:
     corpus = build_corpus(recipe.data, tokenizer, recipe.val_fraction, recipe.seed, progress, split)
     if len(corpus.val) <= recipe.seq_len:
         raise GptlabError(
-            f"the validation split holds {len(corpus.val):,} tokens, fewer than one window of --seq-len {recipe.seq_len} "
-            "plus its target, so no run could be scored; lower --seq-len, raise --val-fraction or add data"
+            f"the validation split holds {len(corpus.val):,} tokens, fewer than one window of seq_len {recipe.seq_len} "
+            "plus its target, so no run could be scored; lower seq_len, raise val_fraction or add data"
         )
     return {"tokenizer": spec, "vocab_size": tokenizer.vocab_size, "train_tokens": len(corpus.train),
             "val_tokens": len(corpus.val)}
@@ -333,7 +404,7 @@ def _train(config, name: str) -> None:
 def _run_error(name: str, error: GptlabError) -> GptlabError:
     message = str(error)
     if message.startswith("loss became"):  # the trainer's stop on a non-finite loss
-        return GptlabError(f"run {name} diverged: {message.split(';')[0]}; lower --lr-scale and rerun the sweep")
+        return GptlabError(f"run {name} diverged: {message.split(';')[0]}; lower lr_scale and rerun the sweep")
     return GptlabError(f"run {name}: {message}")
 
 
