@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from gptlab.cli.train import add_config_options
+from gptlab.cli.options import add_settings
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", nargs="?", default=argparse.SUPPRESS, help="pretrained gptlab checkpoint")
     parser.add_argument("--config", type=Path, help="YAML file with any of the options below")
-    add_config_options(
+    add_settings(
         parser.add_argument_group("fine-tuning"), FinetuneConfig,
         skip=("checkpoint", "data", "tokenizer", "tokenizer_sample_mb", "model"),
     )

@@ -11,10 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gptlab.cli.options import add_settings
 from gptlab.model import GPTConfig
-from gptlab.train.config import field_help
-
-_FLAGS = {"resume", "compile", "activation_checkpointing", "tensorboard", "progress"}
+from gptlab.train.config import TrainConfig
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -29,31 +28,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("config", nargs="?", type=Path, help="YAML config file")
-    add_config_options(parser.add_argument_group("training"))
+    add_settings(parser.add_argument_group("training"), TrainConfig)
     model = parser.add_argument_group("model fields (override the preset)")
     for f in dataclasses.fields(GPTConfig):
         model.add_argument("--" + f.name.replace("_", "-"), dest=f"model.{f.name}", default=argparse.SUPPRESS, metavar="VALUE")
     parser.set_defaults(run=run)
 
 
-def add_config_options(group: argparse._ArgumentGroup, cls: type | None = None, skip: tuple[str, ...] = ()) -> None:
-    """A --flag for each field of the config class `cls` (TrainConfig by default) but those in `skip`,
-    its doc as help."""
-    for name, default, doc in field_help(*(cls,) if cls else ()):
-        if name in skip:
-            continue
-        doc = doc.replace("%", "%%")  # argparse formats help strings with %
-        flag = "--" + name.replace("_", "-")
-        if name == "data":
-            group.add_argument(flag, action="append", default=argparse.SUPPRESS, help=doc + " (repeatable)")
-        elif name in _FLAGS:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"{doc} (default {default})")
-        else:
-            group.add_argument(flag, default=argparse.SUPPRESS, metavar="VALUE", help=f"{doc} (default {default})")
-
-
 def overrides(args: argparse.Namespace) -> dict:
-    """The keys given on the command line, as typed; build_config types them."""
+    """The keys given on the command line: the settings, typed, and the model fields as typed in."""
     return {key: value for key, value in vars(args).items() if key not in ("config", "run")}
 
 

@@ -9,14 +9,31 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from gptlab.errors import GptlabError
-from gptlab.train.config import TrainConfig
+from gptlab.settings import NOT_NEGATIVE, POSITIVE, Default, redefault
+from gptlab.train.config import FRACTION, TrainConfig
 
 
 @dataclass
+@redefault(
+    model=Default(None, "Not a fine-tuning setting: the model is the checkpoint's (train_config.json records its shape)."),
+    out="runs/finetune",
+    lr=Default(6.25e-5, "Peak learning rate."),
+    batch_size=Default(32, "Examples (rows) per optimizer step, over all processes."),
+    max_steps=Default(None, "Optimizer steps; defaults to `epochs` passes over the training rows."),
+    warmup_steps=Default(None, "Warmup steps; default warmup_fraction of all steps."),
+    lr_schedule="linear",
+    min_lr_ratio=0.0,
+    weight_decay=0.01,
+    eval_every=Default(None, "Steps between evaluations; default once per epoch."),
+    save_every=Default(None, "Steps between checkpoints; default once per epoch."),
+    sample_tokens=0,
+)
 class FinetuneConfig(TrainConfig):
+    """TrainConfig's settings, GPT-1's fine-tuning recipe as their defaults, and the task's own."""
+
     checkpoint: str = ""
     """The pretrained gptlab checkpoint to start from."""
     task: Literal["classification", "entailment", "similarity", "multiple_choice", "lm"] = "classification"
@@ -28,31 +45,14 @@ class FinetuneConfig(TrainConfig):
     trainable: Literal["all", "head"] = "all"
     """`head` trains only the new head and the s/$/e embeddings; the backbone stays bit-identical. Not for `lm`,
     whose output layer is the token embedding itself: there is no head apart from the backbone."""
-    epochs: float = 3.0
-    lm_coef: float = 0.5
+    epochs: Annotated[float, POSITIVE] = 3.0
+    """Passes over the training rows (fractions allowed)."""
+    lm_coef: Annotated[float, NOT_NEGATIVE] = 0.5
     """λ in L3 = L2 + λ·L1: weight of the auxiliary language-modelling loss (0 turns it off)."""
-    clf_pdrop: float = 0.1
+    clf_pdrop: Annotated[float, FRACTION] = 0.1
     """Dropout before the classifier head."""
-    warmup_fraction: float = 0.002
+    warmup_fraction: Annotated[float, FRACTION] = 0.002
     """Warmup as a share of all steps, when warmup_steps is not given."""
-    model: str | None = None
-    """Not a fine-tuning setting: the model is the checkpoint's (train_config.json records its shape)."""
-    out: str = "runs/finetune"
-    lr: float | None = 6.25e-5
-    """Peak learning rate."""
-    batch_size: int | None = 32
-    """Examples (rows) per optimizer step, over all processes."""
-    max_steps: int | None = None
-    """Optimizer steps; defaults to `epochs` passes over the training rows."""
-    warmup_steps: int | None = None
-    lr_schedule: Literal["cosine", "linear"] = "linear"
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.01
-    eval_every: int | None = None
-    """Steps between evaluations; default once per epoch."""
-    save_every: int | None = None
-    """Steps between checkpoints; default once per epoch."""
-    sample_tokens: int = 0
 
     verb: typing.ClassVar[str] = "finetune"
 
@@ -61,12 +61,9 @@ class FinetuneConfig(TrainConfig):
         if not self.checkpoint and not self.resume:  # a resume takes them from the run
             raise GptlabError("finetune: name the pretrained checkpoint to start from")
         if not self.train and not self.resume:
-            raise GptlabError("finetune: pass --train FILE with the training rows")
+            raise GptlabError("finetune: name the training rows file (the train setting)")
         if self.model_overrides:
             raise GptlabError("finetune: the model comes from the checkpoint; model fields cannot be changed")
-        self._check(("epochs",), "positive", lambda v: v > 0)
-        self._check(("lm_coef",), ">= 0", lambda v: v >= 0)
-        self._check(("clf_pdrop", "warmup_fraction"), "in [0, 1)", lambda v: 0 <= v < 1)
         if self.task == "lm" and self.trainable == "head":
             raise GptlabError(
                 "finetune: trainable head needs a task's head; task lm has none apart from the backbone (its output "
