@@ -48,7 +48,7 @@ def test_run_pipeline_returns_each_stage_result_and_prints_nothing(tmp_path, doc
 @pytest.mark.parametrize("stage, fragment", [
     ({"dedup": {"input": "x", "output": "y", "bogus": 1}}, "(dedup): unknown option bogus"),
     ({"dedup": {"input": "x"}}, "(dedup): missing output"),
-    ({"dedup": {"input": "x", "output": "y", "workers": "many"}}, "(dedup): workers: expected a whole number"),
+    ({"dedup": {"input": "x", "output": "y", "workers": "many"}}, "(dedup): workers must be int"),
     ({"mix": {"input": ["web"], "weight": {"web": 1}, "tokenizer": "t", "output": "o"}}, "(mix): input: 'web': expected NAME=VALUE"),
 ])
 def test_run_pipeline_checks_every_stage_before_running_any(tmp_path, documents, stage, fragment):

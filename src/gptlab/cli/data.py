@@ -7,11 +7,10 @@ and a command line mean exactly the same thing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import typing
 from pathlib import Path
 
+from gptlab.cli.config_flags import DeferredFlags, config_values
 from gptlab.data.curate import pipeline
 from gptlab.data.curate.pipeline import STAGES, StageResult
 
@@ -24,9 +23,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "plain text files, folders or globs, and writes shards, removal listings and stats.json to --output. "
         "Rerun a killed command to resume it.",
     )
-    stages = parser.add_subparsers(title="stages", metavar="STAGE", required=True)
+    stages = parser.add_subparsers(title="stages", metavar="STAGE", required=True, parser_class=DeferredFlags)
     classifier = stages.add_parser("classifier", help="the quality classifier").add_subparsers(
-        title="actions", metavar="ACTION", required=True
+        title="actions", metavar="ACTION", required=True, parser_class=DeferredFlags
     )
     _stage(classifier, "train", pipeline.Classifier)
     for name, settings in STAGES.items():
@@ -62,47 +61,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def _stage(stages: argparse._SubParsersAction, name: str, settings: type) -> None:
-    """A stage's verb, with one option per field of its settings."""
+    """A stage's verb, with one option per setting of its settings class."""
     doc = settings.__doc__.strip()
-    word = doc.split()[0]
+    word = doc.split()[0]  # the listing's help starts in lower case, but a name such as MinHash keeps its capitals
     help = (doc if word[1:] != word[1:].lower() else doc[0].lower() + doc[1:]).rstrip(".")
-    parser = stages.add_parser(name, help=help, description=doc)
-    hints = typing.get_type_hints(settings)
-    for field in dataclasses.fields(settings):
-        meta, kind = field.metadata, hints[field.name]
-        options = {"help": meta.get("help") or None, "metavar": meta.get("metavar"), "choices": meta.get("choices")}
-        if field.default is dataclasses.MISSING:
-            options["required"] = True
-        else:
-            options["default"] = list(field.default) if isinstance(field.default, tuple) else field.default
-        if kind is bool:
-            options = {"action": "store_true", "help": options["help"]}
-        elif typing.get_origin(kind) in (tuple, dict):
-            options["nargs"] = "+"
-        else:
-            options["type"] = _parsed(meta.get("parse") or next(k for k in typing.get_args(kind) or (kind,) if k is not type(None)))
-        parser.add_argument("--" + field.name.replace("_", "-"), **{k: v for k, v in options.items() if v is not None})
-    parser.set_defaults(run=lambda args: _run(settings, args))
-
-
-def _parsed(parse):
-    """`parse` as an argparse type: its complaint, not argparse's generic one."""
-    if parse in (int, float, str):
-        return parse
-
-    def typed(text: str):
-        try:
-            return parse(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    typed.__name__ = parse.__name__
-    return typed
-
-
-def _run(settings: type, args: argparse.Namespace) -> None:
-    names = [field.name for field in dataclasses.fields(settings)]
-    _print(pipeline.from_options(settings, {name: getattr(args, name) for name in names}).run())
+    parser = stages.add_parser(name, help=help, description=doc, config=settings)
+    parser.set_defaults(run=lambda args: _print(pipeline.from_options(settings, config_values(args, settings)).run()))
 
 
 def _print(result: StageResult) -> None:

@@ -16,12 +16,12 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gptlab import atomic
-from gptlab.cluster import check_backend, connect_ray
+from gptlab.cluster import BACKENDS, check_backend, connect_ray
 from gptlab.errors import GptlabError
 from gptlab.files import read_json_object
 from gptlab.scale.shapes import BASE_PRESET, SMALLEST, Shape, batch_tokens, learning_rate, rule_shapes, shape_for_params
@@ -36,15 +36,20 @@ SAVES_PER_RUN = 10
 class Recipe:
     """What every run of a sweep shares; a sweep directory holds one recipe."""
 
-    data: tuple[str, ...]
+    data: tuple[str, ...] = field(metadata={"metavar": "PATH"})
+    """text files, folders, JSONL or token shards, as for `gptlab train`"""
     tokenizer: str = "byte"
+    """byte, char, bpe:N (fitted once, shared) or a directory (default byte)"""
     seq_len: int = 128
+    """training context (default 128)"""
     batch_size: int | None = None
-    """Sequences per step; None: by the run's compute (see shapes)."""
+    """sequences per step (default: 0.2920·C^0.3271 tokens' worth, by the run's compute; see shapes)"""
     lr_scale: float = 1.0
-    """Multiplies the learning-rate rule."""
+    """multiplies the learning-rate rule (default 1)"""
     eval_windows: int = 200
+    """validation windows scored at the end (default 200)"""
     val_fraction: float = 0.1
+    """held-out share of the data (default 0.1)"""
     seed: int = 1337
 
     def __post_init__(self) -> None:
@@ -73,21 +78,27 @@ class SweepConfig(Recipe):
     """A whole sweep: the recipe its runs share, which runs (by size or by compute budget), where, and how they
     run. `gptlab scale sweep`'s options, and `run_sweep`'s argument."""
 
-    out: str
-    """Sweep directory; rerunning the sweep into it continues it."""
-    sizes: tuple[float, ...] | None = None
-    """Non-embedding parameter counts of the runs (or give `flops`)."""
-    flops: tuple[float, float] | None = None
-    """Compute budgets from C_MIN to C_MAX FLOPs, evenly spaced in log; each trains the largest shape whose
-    tokens fit it."""
+    sizes: tuple[float, ...] | None = field(default=None, metadata={"metavar": "N"})
+    """non-embedding parameter counts (or give flops)"""
+    flops: tuple[float, float] | None = field(default=None, metadata={"metavar": ("C_MIN", "C_MAX"), "nargs": 2})
+    """compute budgets from C_MIN to C_MAX FLOPs, evenly spaced in log; each trains the largest shape whose tokens
+    fit it"""
     points: int = 5
-    """Budgets between C_MIN and C_MAX."""
-    tokens_per_param: tuple[float, ...] = (20.0,)
-    """Training tokens per parameter; several give several budgets per size and fit L(N, D)."""
-    executor: str = "local"
+    """budgets between C_MIN and C_MAX (default 5)"""
+    tokens_per_param: tuple[float, ...] = field(default=(20.0,), metadata={"metavar": "R"})
+    """training tokens per parameter; several give several budgets per size and fit L(N, D) (default 20, about
+    compute-optimal)"""
+    out: str
+    """sweep directory (rerun the command to continue)"""
+    executor: Literal[BACKENDS] = "local"
+    """runs one after another here, or side by side on Ray (a cluster at RAY_ADDRESS, else a local one; paths must
+    be on storage every node sees)"""
     threads: int | None = None
+    """CPU threads per run; on Ray the CPUs each run reserves (default 1 there)"""
     device: str = "auto"
+    """auto, cpu, cuda, ... (on Ray, cuda reserves a GPU per run)"""
     progress: bool = True
+    """progress bars"""
 
     def recipe(self) -> Recipe:
         fields = (f.name for f in dataclasses.fields(Recipe))
@@ -103,6 +114,8 @@ class SweepConfig(Recipe):
         recipe, ratios = self.recipe(), list(self.tokens_per_param)
         if self.sizes is not None:
             return runs_for_sizes(recipe, list(self.sizes), ratios)
+        if len(self.flops) != 2:
+            raise GptlabError(f"flops takes two budgets, C_MIN and C_MAX, got {len(self.flops)}")
         return runs_for_budgets(recipe, *self.flops, self.points, ratios)
 
 

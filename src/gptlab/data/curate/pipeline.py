@@ -1,10 +1,11 @@
 """The data pipeline as Python calls. Each stage's settings are a dataclass whose fields are its verb's long
-options (`write_removed` is `--write-removed`) and its keys in a pipeline YAML; `.run()` runs the stage and
-returns a `StageResult`, and `run_pipeline` runs the stages a YAML file (or a mapping) lists, in order,
-every stage's settings checked before the first one starts.
+options (`write_removed` is `--write-removed`) and its keys in a pipeline YAML: a field's docstring is its help,
+and its metadata may add a `parse` for values its type alone cannot read and the flag's `metavar`. `.run()`
+runs the stage and returns a `StageResult`; `run_pipeline` runs the stages a YAML file (or a mapping) lists,
+in order, every stage's settings checked before the first one starts.
 
     from gptlab.data.curate.pipeline import Dedup, run_pipeline
-    Dedup(input=("raw/",), output="out/dedup").run().stats["documents_out"]
+    Dedup(input=["raw/"], output="out/dedup").run().stats["documents_out"]
     run_pipeline({"workers": 8, "stages": [{"dedup": {"input": ["raw/"], "output": "out/dedup"}}]})
 """
 
@@ -14,23 +15,16 @@ import dataclasses
 import math
 import os
 import time
-import types
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from gptlab.cluster import BACKENDS, check_backend
+from gptlab import settings
+from gptlab.cluster import BACKENDS
 from gptlab.data.curate.mixture import MAX_EPOCHS
 from gptlab.data.sources import SHARD_FORMATS, STAGE_STATS
 from gptlab.errors import GptlabError
-
-
-def setting(default: Any = dataclasses.MISSING, help: str = "", **cli: Any) -> Any:
-    """A stage setting: its default and its help, plus `parse` (text or YAML value -> value) and argparse's
-    `metavar`/`choices` where the command line needs them."""
-    return field(default=default, metadata={"help": help, **cli})
 
 
 def token_count(value: Any) -> int:
@@ -57,11 +51,11 @@ def _pairs(value: Any) -> list[tuple[str, Any]]:
     return pairs
 
 
-def named_sources(value: Any) -> dict[str, tuple[str, ...]]:
+def named_sources(value: Any) -> dict[str, list[str]]:
     """Named sources, from NAME=PATH items (a name repeated for more paths) or a NAME: PATH(S) mapping."""
-    sources: dict[str, tuple[str, ...]] = {}
+    sources: dict[str, list[str]] = {}
     for name, path in _pairs(value):
-        sources[name] = (*sources.get(name, ()), str(path))
+        sources.setdefault(name, []).append(str(path))
     return sources
 
 
@@ -127,11 +121,15 @@ class Classifier:
     """Fit logistic regression on hashed words: curated vs raw text."""
 
     stage: ClassVar[str] = "classifier"
-    positive: tuple[str, ...] = setting(help="curated text (high quality)", metavar="PATH")
-    negative: tuple[str, ...] = setting(help="raw web text", metavar="PATH")
-    output: str = setting(help="model directory")
-    seed: int = setting(0)
-    test_fraction: float = setting(0.2, "held out for precision/recall/AUC")
+    positive: list[str] = field(metadata={"metavar": "PATH"})
+    """curated text (high quality)"""
+    negative: list[str] = field(metadata={"metavar": "PATH"})
+    """raw web text"""
+    output: str
+    """model directory"""
+    seed: int = 0
+    test_fraction: float = 0.2
+    """held out for precision/recall/AUC"""
 
     def run(self) -> StageResult:
         import json
@@ -140,7 +138,7 @@ class Classifier:
         from gptlab.data.curate.classifier import train_classifier
         from gptlab.data.sources import iter_documents
 
-        def texts(specs: tuple[str, ...]) -> list[str]:
+        def texts(specs: list[str]) -> list[str]:
             return [document.text for document in iter_documents(specs)]
 
         started = time.perf_counter()
@@ -155,15 +153,17 @@ class _Stage:
     """Settings every parallel stage has: what it reads, where it writes, where its tasks run."""
 
     stage: ClassVar[str]
-    input: tuple[str, ...] = setting(help="files, folders or globs", metavar="PATH")
-    output: str = setting(help="output folder (rerun the command to resume)")
-    executor: str = setting(
-        "local", "local multiprocessing, or Ray (a cluster at RAY_ADDRESS, else a local one)", choices=BACKENDS
-    )
-    workers: int = setting(0, "tasks at once (default: one per CPU)")
+    input: list[str] = field(metadata={"metavar": "PATH"})
+    """files, folders or globs"""
+    output: str
+    """output folder (rerun the command to resume)"""
+    executor: Literal[BACKENDS] = "local"
+    """local multiprocessing, or Ray (a cluster at RAY_ADDRESS, else a local one)"""
+    workers: int = 0
+    """tasks at once (default: one per CPU)"""
 
     def __post_init__(self) -> None:
-        check_backend(self.executor)
+        settings.coerce("executor", self.executor, Literal[BACKENDS])
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise GptlabError(f"workers must be 0 (one per CPU) or more, got {self.workers!r}")
 
@@ -185,13 +185,13 @@ class _Stage:
 class _DocumentStage(_Stage):
     """A stage that writes documents (not tokens)."""
 
-    format: str = setting("jsonl.gz", choices=SHARD_FORMATS)
-    write_removed: bool = setting(False, "keep removed documents' text in removed/")
+    format: Literal[SHARD_FORMATS] = "jsonl.gz"
+    write_removed: bool = False
+    """keep removed documents' text in removed/"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.format not in SHARD_FORMATS:
-            raise GptlabError(f"format must be one of {', '.join(SHARD_FORMATS)}, got {self.format!r}")
+        settings.coerce("format", self.format, Literal[SHARD_FORMATS])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,9 +199,11 @@ class Filter(_DocumentStage):
     """Keep a document iff pareto(alpha) > 1 - score (GPT-3's quality filter)."""
 
     stage: ClassVar[str] = "filter"
-    model: str = setting(help="a classifier from `gptlab data classifier train`")
-    alpha: float = setting(9.0, "Pareto shape (GPT-3: 9)")
-    seed: int = setting(0)
+    model: str
+    """a classifier from `gptlab data classifier train`"""
+    alpha: float = 9.0
+    """Pareto shape (GPT-3: 9)"""
+    seed: int = 0
 
     def _run(self, executor: Any) -> dict[str, Any]:
         from gptlab.data.curate.stages import quality_filter
@@ -216,16 +218,17 @@ class Dedup(_DocumentStage):
     """MinHash LSH fuzzy deduplication, within the input and against a reference set."""
 
     stage: ClassVar[str] = "dedup"
-    against: tuple[str, ...] = setting(
-        (), "drop documents that near-duplicate any of these (GPT-3: WebText)", metavar="PATH"
-    )
-    shingle_size: int | None = setting(None, "words per shingle (default 5)")
-    bands: int | None = setting(None, "LSH bands")
-    rows: int | None = setting(None, "hashes per band; bands x rows hashes in all")
-    seed: int = setting(0)
-    partitions: int | None = setting(
-        None, "parallel LSH bucket partitions (default: one per GiB, at most 64)"
-    )
+    against: list[str] = field(default_factory=list, metadata={"metavar": "PATH"})
+    """drop documents that near-duplicate any of these (GPT-3: WebText)"""
+    shingle_size: int | None = None
+    """words per shingle (default 5)"""
+    bands: int | None = None
+    """LSH bands"""
+    rows: int | None = None
+    """hashes per band; bands x rows hashes in all"""
+    seed: int = 0
+    partitions: int | None = None
+    """parallel LSH bucket partitions (default: one per GiB, at most 64)"""
 
     def _run(self, executor: Any) -> dict[str, Any]:
         from gptlab.data.curate.minhash import MinHashParams
@@ -243,12 +246,18 @@ class Decontaminate(_DocumentStage):
     """Remove benchmark 13-grams with 200 characters around them (GPT-3)."""
 
     stage: ClassVar[str] = "decontaminate"
-    benchmark: tuple[str, ...] = setting(help="benchmark files", metavar="PATH")
-    ngram: int = setting(13, "words per n-gram (default 13)")
-    margin: int = setting(200, "characters removed either side (default 200)")
-    min_piece: int = setting(200, "drop pieces shorter than this (default 200)")
-    max_pieces: int = setting(10, "drop documents cut into more (default 10)")
-    max_documents: int = setting(10, "ignore n-grams found in more documents than this (default 10)")
+    benchmark: list[str] = field(metadata={"metavar": "PATH"})
+    """benchmark files"""
+    ngram: int = 13
+    """words per n-gram (default 13)"""
+    margin: int = 200
+    """characters removed either side (default 200)"""
+    min_piece: int = 200
+    """drop pieces shorter than this (default 200)"""
+    max_pieces: int = 10
+    """drop documents cut into more (default 10)"""
+    max_documents: int = 10
+    """ignore n-grams found in more documents than this (default 10)"""
 
     def _run(self, executor: Any) -> dict[str, Any]:
         from gptlab.data.curate.stages import decontaminate
@@ -268,8 +277,10 @@ class Decontaminate(_DocumentStage):
 class _TokenStage(_Stage):
     """A stage that writes token shards."""
 
-    tokenizer: str = setting(help="a gptlab/GPT-2 tokenizer directory or checkpoint")
-    shard_tokens: int | None = setting(None, "tokens per shard file (default 1e8)")
+    tokenizer: str
+    """a gptlab/GPT-2 tokenizer directory or checkpoint"""
+    shard_tokens: int | None = None
+    """tokens per shard file (default 1e8)"""
 
     def _mix(self, executor: Any, sources: dict, weights: dict, **options: Any) -> dict[str, Any]:
         from gptlab.data.curate.stages import mix
@@ -295,24 +306,15 @@ class Mix(_TokenStage):
     """Sample named sources by weight, tokenise and write token shards for `gptlab train`."""
 
     stage: ClassVar[str] = "mix"
-    input: dict[str, tuple[str, ...]] = setting(
-        help="NAME=PATH: a named source (repeat the name for more paths)", metavar="PATH", parse=named_sources
-    )
-    weight: dict[str, float] = setting(
-        help="mixture weights, renormalised (GPT-3: CommonCrawl=60 WebText2=22 ...)", metavar="NAME=W",
-        parse=named_weights,
-    )
-    tokens: int | None = setting(
-        None,
-        "token budget, split exactly by weight; sources repeat as needed (default: the most without repeating any)",
-        parse=token_count,
-    )
-    max_epochs: float = setting(
-        MAX_EPOCHS,
-        f"refuse a budget that repeats any source more often (default {MAX_EPOCHS:g}: past that, repeats add "
-        "next to nothing)",
-    )
-    seed: int = setting(0)
+    input: dict[str, list[str]] = field(metadata={"metavar": "PATH", "parse": named_sources})
+    """NAME=PATH: a named source (repeat the name for more paths)"""
+    weight: dict[str, float] = field(metadata={"metavar": "NAME=W", "parse": named_weights})
+    """mixture weights, renormalised (GPT-3: CommonCrawl=60 WebText2=22 ...)"""
+    tokens: int | None = field(default=None, metadata={"parse": token_count})
+    """token budget, split exactly by weight; sources repeat as needed (default: the most without repeating any)"""
+    max_epochs: float = MAX_EPOCHS
+    """refuse a budget that repeats any source more often (default 16: past that, repeats add next to nothing)"""
+    seed: int = 0
 
     def _run(self, executor: Any) -> dict[str, Any]:
         return self._mix(
@@ -330,51 +332,28 @@ SHARED = ("executor", "workers")
 
 
 def from_options(cls: type, options: Mapping[str, Any]) -> Any:
-    """`cls`'s settings from a YAML mapping: lists for repeated values, a scalar for a one-item list, null or
-    false (but for a flag) for the default."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    """`cls`'s settings from a mapping (a YAML stage's, or a command line's): each value typed by its setting
+    (a scalar for a one-item list), null or false (but for a flag) for the default."""
+    known = {s.name: s for s in settings.settings(cls)}
+    parse = {f.name: f.metadata.get("parse") for f in dataclasses.fields(cls)}
     values = {}
     for key, value in options.items():
         name = str(key).replace("-", "_")
-        if name not in fields:
-            raise GptlabError(f"unknown option {key} (its options: {', '.join(fields)})")
-        if value is None or (value is False and hints[name] is not bool):
+        if name not in known:
+            raise GptlabError(f"unknown option {key} (its options: {', '.join(known)})")
+        if value is None or (value is False and settings.plain(known[name].hint) is not bool):
+            continue
+        if parse[name] is None:
+            values[name] = settings.coerce(name, value, known[name].hint)
             continue
         try:
-            values[name] = _coerce(value, hints[name], fields[name].metadata.get("parse"))
+            values[name] = parse[name](value)
         except ValueError as e:
             raise GptlabError(f"{name}: {e}") from None
-    missing = [name for name, f in fields.items() if f.default is dataclasses.MISSING and name not in values]
+    missing = [name for name, s in known.items() if s.default is dataclasses.MISSING and name not in values]
     if missing:
         raise GptlabError(f"missing {', '.join(missing)}")
     return cls(**values)
-
-
-def _coerce(value: Any, kind: Any, parse: Callable[[Any], Any] | None) -> Any:
-    if parse is not None:
-        return parse(value)
-    if typing.get_origin(kind) is tuple:
-        return tuple(str(_scalar(v, str)) for v in (value if isinstance(value, list) else [value]))
-    if isinstance(kind, types.UnionType):  # `X | None`
-        kind = next(k for k in typing.get_args(kind) if k is not type(None))
-    return _scalar(value, kind)
-
-
-def _scalar(value: Any, kind: type) -> Any:
-    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, (int, str)) and not isinstance(value, bool),
-        float: isinstance(value, (int, float, str)) and not isinstance(value, bool),
-        str: isinstance(value, (str, int, float)) and not isinstance(value, bool),
-    }[kind]
-    try:
-        if ok:
-            return kind(value)
-    except ValueError:
-        pass
-    raise ValueError(f"expected {names[kind]}, got {value!r}")
 
 
 def load_pipeline(pipeline: str | os.PathLike | Mapping[str, Any]) -> list[Any]:
@@ -396,7 +375,7 @@ def load_pipeline(pipeline: str | os.PathLike | Mapping[str, Any]) -> list[Any]:
     if not isinstance(stages, list) or not stages:
         raise GptlabError(f"{where}: expected a `stages:` list, e.g. - dedup: {{input: raw/, output: out/}}")
     shared = {k: spec[k] for k in SHARED if k in spec}
-    settings = []
+    chosen = []
     for number, stage in enumerate(stages, 1):
         if not (isinstance(stage, Mapping) and len(stage) == 1) or next(iter(stage)) not in STAGES:
             raise GptlabError(f"{where}: stage {number} must be one of {', '.join(STAGES)} with its options")
@@ -406,10 +385,10 @@ def load_pipeline(pipeline: str | os.PathLike | Mapping[str, Any]) -> list[Any]:
         cls = STAGES[name]
         names = {f.name for f in dataclasses.fields(cls)}
         try:
-            settings.append(from_options(cls, {**{k: v for k, v in shared.items() if k in names}, **(options or {})}))
+            chosen.append(from_options(cls, {**{k: v for k, v in shared.items() if k in names}, **(options or {})}))
         except GptlabError as e:
             raise GptlabError(f"{where}: stage {number} ({name}): {e}") from None
-    return settings
+    return chosen
 
 
 def run_pipeline(
@@ -422,10 +401,10 @@ def run_pipeline(
     called around each stage."""
     stages = load_pipeline(pipeline)
     results = []
-    for number, settings in enumerate(stages, 1):
+    for number, stage in enumerate(stages, 1):
         if on_start is not None:
-            on_start(number, len(stages), settings.stage)
-        results.append(settings.run())
+            on_start(number, len(stages), stage.stage)
+        results.append(stage.run())
         if on_done is not None:
             on_done(results[-1])
     return PipelineResult(results)
