@@ -73,4 +73,4 @@ def test_run_sweep_returns_the_fitted_laws(tmp_path):
     assert len(result.summary["runs"]) == 4 and result.plot_file.stat().st_size > 0
     assert "L(C) = a·C^-b + c: a = " in result.report() and str(result.scaling_file) in result.report()
     with pytest.raises(GptlabError, match="sizes or their compute budgets"):
-        gptlab.run_sweep(gptlab.SweepConfig(data=(str(text),), out=str(tmp_path / "none")))
+        gptlab.run_sweep(data=(str(text),), out=str(tmp_path / "none"))

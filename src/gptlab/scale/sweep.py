@@ -147,8 +147,10 @@ class SweepResult:
                 f"next:    gptlab scale plan {self.out} --flops {report.NEXT * largest:.2g}")
 
 
-def run_sweep(config: SweepConfig) -> SweepResult:
-    """Train the sweep's runs not yet finished in `config.out` and fit the scaling laws to all of them."""
+def run_sweep(config: SweepConfig | None = None, **settings: Any) -> SweepResult:
+    """Train the sweep's runs not yet finished in `config.out` and fit the scaling laws to all of them; `settings`
+    are SweepConfig's fields, over `config` when it is given."""
+    config = SweepConfig(**settings) if config is None else dataclasses.replace(config, **settings)
     summary = sweep(config.recipe(), config.runs(), config.out, config.execution())
     return SweepResult(summary, Path(config.out))
 
