@@ -3,7 +3,7 @@ from the examples in its context, so accuracy rises with K.
 
 The outer loop: `write_demonstration_corpus` mixes the standard library's docstrings (`gptlab data example`'s
 input.txt, no download) with documents of 4-24 consecutive solved examples of a synthetic task, and
-`gptlab.train.train` pretrains configs/in-context.yaml on it for --minutes on the CPU (the step count is
+`gptlab.train.train` pretrains the packaged recipe in-context (src/gptlab/recipes/in-context.yaml) on it for --minutes on the CPU (the step count is
 set from a timing of this exact model and batch). The inner loop: the eval runner scores held-out
 instances (never in the corpus) at K = 0, 1, 2, 4, 8, 16, greedy, exact match, as `gptlab eval` does, and
 gptlab.eval.report writes results.json and accuracy_vs_shots.png.
@@ -38,8 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "in-context.yaml"
+CONFIG = "in-context"  # a packaged recipe (src/gptlab/recipes/)
 SHOTS = (0, 1, 2, 4, 8, 16)
 TASKS = ("word_category_labels",)
 HELD_OUT, FEWSHOT, SEED = 300, 100, 0
@@ -93,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget (default 10)")
     parser.add_argument("--out", type=Path, default=Path("runs/in-context"), help="corpus, run, eval (default runs/in-context)")
-    parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--config", default=CONFIG)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="synthetic tasks mixed in and evaluated")
     parser.add_argument("--documents", type=int, default=60000, help="demonstration documents in the corpus (default 60000: ~90%% of it)")
     parser.add_argument("--limit", type=int, default=HELD_OUT, help=f"held-out instances scored per task and K (default all {HELD_OUT})")
@@ -167,7 +166,7 @@ def main() -> None:
     headline = {name: round(acc[str(SHOTS[-1])] - acc["0"], 4) for name, acc in accuracy.items()}
     print(json.dumps({
         "benchmark": "in_context",
-        "config": str(args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config),
+        "config": args.config,
         "tasks": args.tasks,
         "corpus": {"documents": len(records), "demonstration_documents": args.documents, "mb": round(total_chars / 1e6, 2),
                    "demonstration_share": round(demo_chars / total_chars, 3)},

@@ -1,6 +1,6 @@
 """What bf16 and int8 weights cost in quality: held-out perplexity and bits per byte against fp32.
 
-Trains configs/shakespeare-fast.yaml's small model (a 2048-token BPE) on tinyshakespeare for about
+Trains the shakespeare-fast recipe's small model (a 2048-token BPE) on tinyshakespeare for about
 --minutes, then loads the final checkpoint at each precision and scores the file's last 10%, the part
 training held out, with `loglikelihood_rolling` (every token scored once, lm-evaluation-harness's rule).
 To fit the budget, a first short run inside the warmup measures the step rate, and the run is then
@@ -25,8 +25,7 @@ from gptlab.eval.scoring import loglikelihood_rolling
 from gptlab.model.quantize import PRECISIONS
 from gptlab.train import build_config, train
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "shakespeare-fast.yaml"
+CONFIG = "shakespeare-fast"  # a packaged recipe (src/gptlab/recipes/)
 CALIBRATION_STEPS = 40
 """Steps of the rate-measuring first run; below the recipe's warmup (120)."""
 

@@ -2,7 +2,7 @@
 
 nanoGPT's CPU quickstart (char-level, 4 layers, 128 dims, context 64, batch 12, 2000 steps) gets
 there, validation loss 1.886 nats/char, after 63 s on this class of 2-core machine: that is the peer
-figure. gptlab runs the recipe in configs/shakespeare-fast.yaml through `gptlab.train.train`, in
+figure. gptlab runs the packaged recipe shakespeare-fast (src/gptlab/recipes/) through `gptlab.train.train`, in
 this process after the imports; the clock starts before tokenizer training and data preparation
 and stops when metrics.jsonl first shows val_bpb at or below the threshold (so evaluation time and
 the spacing of evaluations count).
@@ -10,7 +10,7 @@ the spacing of evaluations count).
 A `bpe:N` tokenizer is fitted inside the timed region, by `gptlab train`, to the training part
 of the file only. Prints one JSON object.
 
-    python benchmarks/time_to_quality.py [--config configs/shakespeare-fast.yaml] [--set key=value ...]
+    python benchmarks/time_to_quality.py [--config shakespeare-fast] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from gptlab.data import build_corpus, eval_starts
 from gptlab.errors import GptlabError
 from gptlab.train import build_config, train
 
-ROOT = Path(__file__).resolve().parents[1]
 PEER = {"name": "nanoGPT CPU quickstart (char, 4x128, context 64, batch 12)", "seconds": 63.0, "val_bpb": 2.72}
 
 
@@ -69,7 +68,7 @@ class FirstCrossing:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "shakespeare-fast.yaml")
+    parser.add_argument("--config", default="shakespeare-fast", help="a packaged recipe or a YAML file")
     parser.add_argument("--threshold", type=float, default=PEER["val_bpb"], help="validation bits per byte")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
     args = parser.parse_args()
@@ -97,7 +96,7 @@ def main() -> None:
     seconds = watch.seconds
     print(json.dumps({
         "benchmark": "time_to_quality",
-        "config": str(args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config),
+        "config": args.config,
         "recipe": {key: dataclasses.asdict(config)[key] for key in (
             "tokenizer", "model", "seq_len", "batch_size", "max_steps", "lr", "warmup_steps", "lr_decay_steps",
             "precision", "eval_every", "eval_windows", "model_overrides")},

@@ -1,6 +1,6 @@
 """Training tokens/s of gptlab's trainer against a plain PyTorch loop of transformers' GPT-2.
 
-The shape is nanoGPT's CPU quickstart (configs/shakespeare-char.yaml): char-level tinyshakespeare,
+The shape is nanoGPT's CPU quickstart (the packaged recipe shakespeare-char): char-level tinyshakespeare,
 4 layers, 4 heads, 128 dims, context 64, batch 12. gptlab runs through `gptlab.train.train` and its
 figure is read from metrics.jsonl: as it comes (`default`: no precision or compile setting, so `auto`),
 in fp32, and in bf16 with `compile: true`; the peer is
@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "shakespeare-char.yaml"
+CONFIG = "shakespeare-char"  # a packaged recipe (src/gptlab/recipes/)
 DATA = [str(ROOT.parent / "shared" / "data" / "tinyshakespeare.txt")]
 """The config's shape on nanoGPT's data (the config itself trains on the README's demo corpus)."""
 RUNS = [

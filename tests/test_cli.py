@@ -206,3 +206,48 @@ def test_tokenizer_train_refuses_empty_input_and_warns_when_it_falls_short(capsy
     assert reached < 300 and f"wrote tokenizer with {reached} tokens" in short.stdout
     assert short.stderr.strip() == (f"warning: the input is too small for vocab_size 300: it ran out of pairs to merge "
                                     f"at {reached} tokens")
+
+
+def test_train_runs_a_packaged_recipe_by_name_with_its_data_relative_to_the_current_directory(tmp_path, corpus):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "input.txt").write_text(corpus.read_text())  # where shakespeare-char's `data` points
+    result = gptlab_cli("train", "shakespeare-char", "--max-steps", 1, "--eval-windows", 2, "--sample-tokens", 0,
+                        "--n-layer", 1, "--d-model", 32, "--n-head", 2, "--threads", 1, "--no-progress", "--out", "run",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved["data"] == ["demo/input.txt"] and saved["tokenizer"] == "char" and saved["seq_len"] == 64
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+def test_a_recipe_that_is_neither_packaged_nor_a_file_is_one_line(capsys):
+    from helpers import run_cli
+
+    assert_one_line_error(run_cli(capsys, "train", "no-such-recipe"), "no config file or packaged recipe",
+                          "shakespeare-char", "quickstart")
+
+
+def test_flags_come_from_the_config_fields_with_their_defaults_types_and_checks(capsys, checkpoint):
+    from helpers import run_cli
+
+    def help_of(*verb: str) -> str:
+        result = gptlab_cli(*verb, "--help")
+        assert result.returncode == 0, result.stderr
+        return " ".join(result.stdout.split())
+
+    finetune = help_of("finetune")
+    assert "--lr VALUE Peak learning rate. (default 6.25e-05)" in finetune  # FinetuneConfig's default, not training's
+    assert "--lr-schedule {cosine,linear}" in finetune and "(default linear)" in finetune
+    train = help_of("train")
+    assert "--max-steps VALUE Optimizer steps;" in train and "(default 1000)" in train
+    assert "--compile, --no-compile" in train and "--data VALUE" in train and "(repeatable)" in train
+    serve = help_of("serve")
+    assert "--port VALUE Port to listen on. (default 8000)" in serve and "--precision {fp32,bf16,int8}" in serve
+    for args, fragments in [
+        (["train", "--lr-schedule", "cubic"], ["--lr-schedule", "lr_schedule must be one of cosine, linear"]),
+        (["train", "--max-steps", "many"], ["--max-steps", "max_steps must be int, got 'many'"]),
+        (["serve", checkpoint, "--max-batch", "0"], ["--max-batch", "max_batch must be at least 1, got 0"]),
+        (["generate", checkpoint, "--precision", "int4"], ["--precision", "precision must be one of fp32, bf16, int8"]),
+        (["predict", checkpoint, "--input", "x.jsonl", "--batch-size", "-1"], ["batch_size must be at least 1"]),
+    ]:
+        assert_one_line_error(run_cli(capsys, *args), *fragments, code=2)

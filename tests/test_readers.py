@@ -15,7 +15,7 @@ import pytest
 
 from gptlab.cli.main import main
 from gptlab.data import iter_documents, split_documents
-from gptlab.data.curate.engine import Engine
+from gptlab.data.curate.executor import Executor
 from gptlab.data.curate.stages import dedup
 from gptlab.errors import GptlabError
 
@@ -49,7 +49,7 @@ def raw(tmp_path_factory, corpus_text) -> Path:
 def stage_output(request, raw, tmp_path_factory) -> Path:
     """A dedup output with removed/ (their text included), malformed/ and stats.json beside the shards."""
     out = tmp_path_factory.mktemp("stage") / "dedup"
-    stats = dedup([str(raw)], str(out), Engine(workers=1), fmt=request.param, removed_text=True)
+    stats = dedup([str(raw)], str(out), Executor(workers=1), fmt=request.param, removed_text=True)
     assert stats["documents_removed"] == 4 and stats["malformed"] == 2
     assert (out / "removed").is_dir() and (out / "malformed").is_dir() and (out / "stats.json").is_file()
     return out
@@ -106,7 +106,7 @@ def test_a_truncated_gzip_keeps_the_documents_before_the_break_for_train_and_sta
     assert len(warning) == 1 and "b.jsonl.gz" in warning[0] and "skipped 1" in warning[0]
 
     out = tmp_path / "out"
-    stats = dedup([str(folder)], str(out), Engine(workers=1))
+    stats = dedup([str(folder)], str(out), Executor(workers=1))
     assert [r["id"] for r in stage_records(out)] == read  # the very same documents
     listed = [json.loads(line) for f in sorted((out / "malformed").glob("*.jsonl"))
               for line in f.read_text().splitlines()]

@@ -212,7 +212,7 @@ def test_repeated_data_is_flagged(tmp_path, text, capsys):
     (["--sizes", "100", "20000", "50000", "90000"], "below the smallest shape (2 layers, d_model 16, 4 heads: 6,592)"),
     (["--flops", "1e6", "1e9"], "budgets start at"),
     (["--sizes", "7000", "20000", "50000", "90000", "--tokens-per-param", "0.001"], "less than one step of 4x16"),
-    (["--sizes", "7000", "20000", "50000", "90000", "--seq-len", "20000"], "fewer than one window of --seq-len 20000"),
+    (["--sizes", "7000", "20000", "50000", "90000", "--seq-len", "20000"], "fewer than one window of seq_len 20000"),
     (["--sizes", "7000", "20000", "50000", "90000", "--tokenizer", "bpe:100"], "vocab"),
     (["--sizes", *SIZES, "--lr-scale", "1e9", "--tokens-per-param", "0.5"], "diverged: loss became"),
 ])

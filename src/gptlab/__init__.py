@@ -3,7 +3,15 @@
     import gptlab
     lm = gptlab.load("runs/quick/final")
     print(lm.generate("def fibonacci(", max_new_tokens=64, temperature=0))
+
+Every verb has its Python call, returning what it made: `gptlab.train("shakespeare-char", max_steps=200)`,
+`gptlab.finetune(checkpoint=..., train=...)`, `gptlab.quickstart(minutes=1)`, `gptlab.predict(checkpoint, rows)`,
+`gptlab.serve(checkpoint, port=8000)`; their settings are the fields of TrainConfig, FinetuneConfig, ...
 """
+
+import importlib
+import types
+from typing import Any
 
 from gptlab.errors import GptlabError
 from gptlab.lazy import lazy_exports
@@ -18,8 +26,27 @@ _EXPORTS = {
     "SamplingParams": "generation", "generate": "generation", "stream": "generation",
     "Tokenizer": "tokenizer", "train_tokenizer": "tokenizer",
     "evaluate": "eval", "EvalConfig": "eval", "EvalResults": "eval",
+    "quickstart": "api", "predict": "api", "Predictions": "api",
+    "TrainConfig": "train.config", "TrainResult": "train.trainer", "FinetuneConfig": "finetune.config",
+    "PredictConfig": "api", "QuickstartConfig": "recipes.quickstart", "ServeConfig": "serve.config",
+    "LoadConfig": "loading",
+    "run_pipeline": "data.curate.pipeline",
+    "SweepConfig": "scale.sweep", "run_sweep": "scale.sweep",
 }
+_VERB_PACKAGES = ("train", "finetune", "serve")
 
-__all__ = ["GptlabError", *_EXPORTS]
+
+class _Verb(types.ModuleType):
+    """A package that is also its verb's Python call: `gptlab.train(...)` is `gptlab.api.train(...)`, while
+    `gptlab.train.trainer` and the package's other modules stay where they are."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module("gptlab.api"), self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+
+for _name in _VERB_PACKAGES:  # light: each package imports its modules on first use
+    importlib.import_module(f"{__name__}.{_name}").__class__ = _Verb
+
+__all__ = ["GptlabError", *_VERB_PACKAGES, *_EXPORTS]
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

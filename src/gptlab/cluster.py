@@ -23,6 +23,13 @@ ADDRESS_ENV = "RAY_ADDRESS"
 TIMEOUT_ENV = "GPTLAB_RAY_TIMEOUT"
 DEFAULT_TIMEOUT = 30.0
 """Seconds: a cluster that answers at all answers within a few; a local start is not bounded by it."""
+BACKENDS = ("local", "ray")
+"""Where work runs: on this machine, or on Ray (the cluster at RAY_ADDRESS, else a local one)."""
+
+
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise GptlabError(f"the executor must be {' or '.join(BACKENDS)}, got {backend!r}")
 
 
 def connect_ray() -> Any:

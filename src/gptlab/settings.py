@@ -6,6 +6,7 @@ its default is the setting's default, and the docstring under it is its help. A 
 
     settings(ServeConfig)                   # [Setting(name, hint, default, doc), ...]
     build(ServeConfig, "serve.yaml", {"port": "8080"})   # defaults < YAML < overrides, typed and checked
+    make(ServeConfig, config, {"port": 8080})            # the same from a config object, a YAML file or None
 
 `gptlab.cli.options.add_settings` turns the same list into argparse flags.
 """
@@ -69,14 +70,14 @@ def redefault(**defaults: Any) -> Callable[[type], type]:
     """
 
     def apply(cls: type) -> type:
-        inherited = {s.name: s for base in cls.__mro__[1:] if dataclasses.is_dataclass(base) for s in settings(base)}
+        inherited = typing.get_type_hints(cls.__mro__[1], include_extras=True)
         if "__annotations__" not in cls.__dict__:
             cls.__annotations__ = {}
         annotations = cls.__dict__["__annotations__"]
         docs = dict(cls.__dict__.get("__setting_docs__", {}))
         for name, value in defaults.items():
             new = value if isinstance(value, Default) else Default(value)
-            hint = inherited[name].hint
+            hint = inherited[name]
             annotations[name] = hint | None if new.value is None and not _allows_none(hint) else hint
             setattr(cls, name, new.value)
             if new.doc is not None:
@@ -166,6 +167,14 @@ def build(cls: type, path: str | Path | None = None, overrides: Mapping[str, Any
     values = read_yaml(path) if path is not None else {}
     values.update(overrides or {})
     return cls(**typed(cls, values))
+
+
+def make(cls: type, source: Any = None, overrides: Mapping[str, Any] | None = None) -> Any:
+    """A `cls` from `source` (an instance of it, a YAML file, or None: the defaults) with `overrides` over it: what a
+    verb's Python call does with its `config` argument and keyword settings."""
+    if isinstance(source, cls):
+        return dataclasses.replace(source, **typed(cls, overrides)) if overrides else source
+    return build(cls, source, overrides)
 
 
 def _typed(name: str, value: Any, hint: Any, origin: Any) -> Any:

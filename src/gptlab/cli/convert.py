@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gptlab.checkpoint.convert import FORMATS
+
 
 def register(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser(
@@ -23,19 +25,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("src", type=Path, help="checkpoint directory to read")
     parser.add_argument("dst", type=Path, help="directory to write")
-    parser.add_argument("--to", choices=("gptlab", "hf"), required=True, help="target format")
+    parser.add_argument("--to", choices=FORMATS, required=True, help="target format")
     parser.add_argument("--overwrite", action="store_true", help="replace dst if it already exists")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from gptlab.checkpoint.hf import export_hf, import_hf
-    from gptlab.checkpoint.io import consolidate
-    from gptlab.checkpoint.sharded import is_sharded
+    from gptlab.checkpoint.convert import convert
 
-    if args.to == "gptlab":
-        convert = consolidate if is_sharded(args.src) else import_hf
-    else:
-        convert = export_hf
-    out = convert(args.src, args.dst, overwrite=args.overwrite)
+    out = convert(args.src, args.dst, args.to, overwrite=args.overwrite)
     print(f"wrote {args.to} checkpoint to {out}")

@@ -36,12 +36,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    import gptlab
     from gptlab.cli.train import overrides, resumably
     from gptlab.finetune.config import FinetuneConfig
-    from gptlab.finetune.run import finetune
     from gptlab.train.config import build_config
 
-    result = resumably(finetune, build_config(args.config, overrides(args), FinetuneConfig))
+    result = resumably(gptlab.finetune, build_config(args.config, overrides(args), FinetuneConfig))
     if os.environ.get("RANK", "0") != "0":
         return
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.val.items())

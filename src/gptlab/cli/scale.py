@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
-from gptlab.errors import GptlabError
+from gptlab.cli.config_flags import DeferredFlags, config_values
 
 
 def _number(text: str) -> float:
@@ -23,9 +22,10 @@ def _number(text: str) -> float:
 
 def register(verbs: argparse._SubParsersAction) -> None:
     from gptlab.scale import shapes  # its rules word the help; light (no torch)
+    from gptlab.scale.sweep import SweepConfig
 
     parser = verbs.add_parser("scale", help="sweep model sizes, fit the scaling law, predict and plan a bigger run")
-    sub = parser.add_subparsers(metavar="ACTION", required=True)
+    sub = parser.add_subparsers(metavar="ACTION", required=True, parser_class=DeferredFlags)
 
     sweep = sub.add_parser(
         "sweep",
@@ -38,123 +38,66 @@ def register(verbs: argparse._SubParsersAction) -> None:
             f"{shapes.HYPERPARAMETER_RULE}. Rerun the command to continue: finished runs are skipped, an interrupted "
             "one resumes."
         ),
+        config=SweepConfig,
     )
-    sweep.add_argument("--data", nargs="+", action="extend", required=True, metavar="PATH",
-                       help="text files, folders, JSONL or token shards, as for `gptlab train`")
-    sweep.add_argument("--tokenizer", default="byte", help="byte, char, bpe:N (fitted once, shared) or a directory (default byte)")
-    family = sweep.add_mutually_exclusive_group(required=True)
-    family.add_argument("--sizes", nargs="+", type=_number, metavar="N", help="non-embedding parameter counts")
-    family.add_argument("--flops", nargs=2, type=_number, metavar=("C_MIN", "C_MAX"),
-                        help="compute budgets from C_MIN to C_MAX FLOPs, evenly spaced in log; each trains the largest "
-                             "shape whose tokens fit it")
-    sweep.add_argument("--points", type=int, default=5, help="budgets between C_MIN and C_MAX (default 5)")
-    sweep.add_argument("--tokens-per-param", nargs="+", type=_number, default=[20.0], metavar="R",
-                       help="training tokens per parameter; several give several budgets per size and fit L(N, D) "
-                            "(default 20, about compute-optimal)")
-    sweep.add_argument("--seq-len", type=int, default=128, help="training context (default 128)")
-    sweep.add_argument("--batch-size", type=int, help="sequences per step (default: 0.2920·C^0.3271 tokens' worth)")
-    sweep.add_argument("--lr-scale", type=_number, default=1.0, help="multiplies the learning-rate rule (default 1)")
-    sweep.add_argument("--eval-windows", type=int, default=200, help="validation windows scored at the end (default 200)")
-    sweep.add_argument("--val-fraction", type=_number, default=0.1, help="held-out share of the data (default 0.1)")
-    sweep.add_argument("--seed", type=int, default=1337)
-    sweep.add_argument("--out", type=Path, required=True, help="sweep directory (rerun the command to continue)")
-    sweep.add_argument("--executor", default="local", choices=("local", "ray"),
-                       help="runs one after another here, or side by side on Ray (a cluster at RAY_ADDRESS, else a local one; "
-                            "paths must be on storage every node sees)")
-    sweep.add_argument("--threads", type=int, help="CPU threads per run; on Ray the CPUs each run reserves (default 1 there)")
-    sweep.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (on Ray, cuda reserves a GPU per run)")
-    sweep.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
     sweep.set_defaults(run=run_sweep)
 
-    predict = sub.add_parser(
-        "predict",
-        help="the validation loss (and bits per byte) of a run not yet made, from a sweep's fit",
-        description="Predict the final validation loss of a run with --flops C of training compute (by L(C)), or with "
-                    "--params N non-embedding parameters and --tokens D (by L(N, D)), with a 95%% interval.",
+    predict = _from_sweep(
+        sub, "predict", "the validation loss (and bits per byte) of a run not yet made, from a sweep's fit",
+        "Predict the final validation loss of a run with --flops C of training compute (by L(C)), or with --params N "
+        "non-embedding parameters and --tokens D (by L(N, D)), with a 95%% interval.",
     )
-    predict.add_argument("dir", type=Path, help="a sweep directory (holding scaling.json)")
     predict.add_argument("--flops", type=_number, help="training compute of the run")
     predict.add_argument("--params", type=_number, help="non-embedding parameters of the run")
     predict.add_argument("--tokens", type=_number, help="training tokens of the run")
     predict.set_defaults(run=run_predict)
 
-    plan = sub.add_parser(
-        "plan",
-        help="the model size and token count for a compute budget, as a `gptlab train` command",
-        description="Recommend the shape and token count for --flops C of training compute from a sweep's fit, with "
-                    "the sweep's recipe, and print it as a `gptlab train` command with its predicted loss.",
+    plan = _from_sweep(
+        sub, "plan", "the model size and token count for a compute budget, as a `gptlab train` command",
+        "Recommend the shape and token count for --flops C of training compute from a sweep's fit, with the sweep's "
+        "recipe, and print it as a `gptlab train` command with its predicted loss.",
     )
-    plan.add_argument("dir", type=Path, help="a sweep directory (holding scaling.json)")
     plan.add_argument("--flops", type=_number, required=True, help="training compute to spend")
     plan.add_argument("--out", type=Path, help="run directory of the planned run (default DIR/planned-C)")
     plan.set_defaults(run=run_plan)
 
 
+def _from_sweep(sub: argparse._SubParsersAction, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    """An action that reads a finished sweep's fit."""
+    parser = sub.add_parser(name, help=help, description=description)
+    parser.add_argument("dir", type=Path, help="a sweep directory (holding scaling.json)")
+    return parser
+
+
 def run_sweep(args: argparse.Namespace) -> None:
     from gptlab.errors import Interrupted
-    from gptlab.scale import report
-    from gptlab.scale.sweep import Execution, Recipe, runs_for_budgets, runs_for_sizes, sweep
+    from gptlab.scale.sweep import SweepConfig, run_sweep
 
-    recipe = Recipe(tuple(os.path.abspath(p) for p in args.data), args.tokenizer, args.seq_len, args.batch_size, args.lr_scale,
-                    args.eval_windows, args.val_fraction, args.seed)
-    if args.sizes:
-        specs = runs_for_sizes(recipe, args.sizes, args.tokens_per_param)
-    else:
-        specs = runs_for_budgets(recipe, *args.flops, args.points, args.tokens_per_param)
-    execution = Execution(args.executor, args.threads, args.device, args.progress)
+    config = SweepConfig(**config_values(args, SweepConfig))
     try:
-        summary = sweep(recipe, specs, args.out, execution)
+        result = run_sweep(config)
     except Interrupted as e:
         raise Interrupted(f"{e}; rerun the same command to continue the sweep", e.exit_code - 128) from None
-    print(report.table(summary))
-    print(f"results: {args.out / report.SCALING_FILE}\nplot:    {args.out / report.PLOT_FILE}")
-    largest = max(r["flops"] for r in summary["runs"])
-    print(f"next:    gptlab scale plan {args.out} --flops {report.NEXT * largest:.2g}")
+    print(result.report())
 
 
 def run_predict(args: argparse.Namespace) -> None:
     from gptlab.scale import report
     from gptlab.scale.plan import predict
 
-    if (args.flops is None) == (args.params is None and args.tokens is None):
-        raise GptlabError("give --flops C, or --params N with --tokens D")
     estimate = predict(report.read(args.dir), args.flops, args.params, args.tokens)
-    what = f"{args.flops:.3g} FLOPs" if args.flops is not None else f"{args.params:,.0f} parameters on {args.tokens:,.0f} tokens"
-    _print_estimate(estimate, f"{what}: ")
-
-
-def _loss(estimate) -> str:
-    """`1.2340 nats/token (95%: 1.1990 to 1.2690), 1.7800 bits/byte (...)` and how far it extrapolates."""
-
-    def interval(p, unit: str) -> str:
-        span = "" if p.low is None else f" (95%: {p.low:.4f} to {p.high:.4f})"
-        return f"{p.loss:.4f} {unit}{span}"
-
-    text = f"predicted validation loss {interval(estimate.prediction, 'nats/token')}"
-    if estimate.bits_per_byte is not None:
-        text += f", {interval(estimate.bits_per_byte, 'bits/byte')}"
-    text += f"; by {estimate.law}, "
-    beyond = estimate.beyond
-    return text + (f"{beyond:.3g}x the compute of the largest run" if beyond > 1 else "within the sweep")
-
-
-def _print_estimate(estimate, prefix: str = "") -> None:
-    print(prefix + _loss(estimate))
-    for warning in estimate.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    print(estimate.answer())
+    _warn(estimate.warnings)
 
 
 def run_plan(args: argparse.Namespace) -> None:
     from gptlab.scale.plan import plan
 
-    out = args.out or args.dir / f"planned-{args.flops:.0e}"
-    result = plan(args.dir, args.flops, out)
-    spec = result.spec
-    print(f"for {args.flops:.3g} FLOPs: {spec.shape.params:,} non-embedding parameters ({spec.shape}) on {result.tokens:,} "
-          f"tokens ({result.tokens / spec.shape.params:.1f} per parameter), {spec.steps:,} steps of {spec.batch_size}, "
-          f"spending {result.flops:.3g} FLOPs")
-    _print_estimate(result.estimate)
-    if result.epochs > 1:
-        print(f"warning: that is {result.epochs:.2f} epochs of the training data; the law assumes unrepeated data",
-              file=sys.stderr)
-    print(result.command())
+    result = plan(args.dir, args.flops, args.out)
+    print(result.describe())
+    _warn(result.warnings)
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)

@@ -8,9 +8,9 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from gptlab import recipes
 from gptlab.cli.options import add_settings
 from gptlab.model import GPTConfig
 from gptlab.train.config import TrainConfig
@@ -21,13 +21,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "train",
         help="pretrain a GPT on text, JSONL or token shards (resumable, torchrun-ready)",
         description=(
-            "Pretrain a GPT with the GPT-3 recipe. Settings come from CONFIG.yaml (see configs/) and any "
+            "Pretrain a GPT with the GPT-3 recipe. Settings come from CONFIG (a YAML file, or a packaged recipe: "
+            f"{', '.join(recipes.names())}) and any "
             "--key value on the command line; model fields (--n-layer, --d-model, --resid-pdrop, "
             "--attention global,local, --window-size, ...) override the --model preset. Scale out with "
             "`torchrun --nproc_per_node N -m gptlab train ...`."
         ),
     )
-    parser.add_argument("config", nargs="?", type=Path, help="YAML config file")
+    parser.add_argument("config", nargs="?", help="YAML config file, or a packaged recipe's name")
     add_settings(parser.add_argument_group("training"), TrainConfig)
     model = parser.add_argument_group("model fields (override the preset)")
     for f in dataclasses.fields(GPTConfig):
@@ -52,10 +53,10 @@ def resumably(run: Callable[[Any], Any], config: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> None:
-    from gptlab.train import train
+    import gptlab
     from gptlab.train.config import build_config
 
-    result = resumably(train, build_config(args.config, overrides(args)))
+    result = resumably(gptlab.train, build_config(args.config, overrides(args)))
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports for every process
     if result.val_bpb is not None:

@@ -72,3 +72,4 @@ class FinetuneConfig(TrainConfig):
 
     def inputs(self) -> list[str]:
         return [path for path in (self.train, self.valid) if path]
+

@@ -18,16 +18,21 @@ DEFAULT_MAX_NEW_TOKENS = 128
 @dataclass(frozen=True)
 class SamplingParams:
     max_new_tokens: int | None = None
-    """None: up to DEFAULT_MAX_NEW_TOKENS, stopping at the end of the context, so any checkpoint works."""
+    """Tokens to generate per prompt; default: as many as fit in the context, up to 128 (DEFAULT_MAX_NEW_TOKENS),
+    so any checkpoint works."""
     temperature: float = 1.0
     """0 means greedy decoding."""
     top_k: int | None = None
+    """Sample from the k most likely tokens."""
     top_p: float | None = None
+    """Nucleus sampling: from the smallest set of tokens holding this probability mass."""
     repetition_penalty: float = 1.0
-    """CTRL's penalty: divide positive logits (multiply negative) of tokens already present by this."""
+    """CTRL's penalty (>1 discourages repeats): divide positive logits (multiply negative) of tokens already present
+    by this."""
     seed: int | None = None
-    """Any integer: the random generator takes it modulo 2**64, its range."""
+    """Random seed for reproducible samples; any integer (the generator takes it modulo 2**64, its range)."""
     stop: tuple[str, ...] = field(default_factory=tuple)
+    """Stop when this text appears."""
     truncate: bool = False
     """Drop the start of prompts that do not fit the context instead of refusing them."""
     logprobs: int | None = None

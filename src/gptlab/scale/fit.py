@@ -137,7 +137,7 @@ def fit_data_law(params: Sequence[float], tokens: Sequence[float], losses: Seque
     if len(n_vals) and np.ptp(np.log(d_vals / n_vals)) < math.log(1.5):
         raise GptlabError(
             "it needs several token budgets per size (tokens per parameter that differ by 1.5x or more); "
-            "sweep with --tokens-per-param R1 R2 ..."
+            "sweep with several tokens per parameter (R1 R2 ...)"
         )
     y = _check(np.stack([n_vals, d_vals], axis=1), losses, runs, 6, DATA_LAW)
     scale = [_geomean(n_vals), _geomean(d_vals)]
@@ -162,11 +162,11 @@ def _check(points: np.ndarray, losses: Sequence[float], runs: Sequence[str], lea
     """The losses as an array, once every run has a finite one and there are `least` different points."""
     for name, loss in zip(runs, losses, strict=True):
         if not math.isfinite(loss):
-            raise GptlabError(f"run {name} ended with validation loss {loss}: it diverged; lower --lr-scale and rerun it")
+            raise GptlabError(f"run {name} ended with validation loss {loss}: it diverged; lower lr_scale and rerun it")
     if len(runs) < least:
         raise GptlabError(
             f"{len(runs)} run{'s' * (len(runs) != 1)} {'are' if len(runs) != 1 else 'is'} too few to fit {law} with an "
-            f"uncertainty; it takes {least} at least (more --sizes or --points)"
+            f"uncertainty; it takes {least} at least (more sizes or points)"
         )
     distinct = len(np.unique(points, axis=0))
     if distinct < least:

@@ -35,10 +35,12 @@ class Estimate:
     bits_per_byte: Prediction | None
     """The same in bits per byte of the validation text, when the runs measured it."""
     beyond: float
-    """How far past the largest run this lies, in compute (taken as 6·N·D for a --params/--tokens prediction)."""
+    """How far past the largest run this lies, in compute (taken as 6·N·D for a prediction from N and D)."""
     law: str
     caveat: str | None
     """Why the law may not extrapolate well, when the fit shows it (see Law.caveat)."""
+    of: str
+    """The run predicted: `1e+10 FLOPs`, or `N parameters on D tokens`."""
 
     @property
     def warnings(self) -> list[str]:
@@ -52,24 +54,44 @@ class Estimate:
             found.append(f"the prediction says little: {doubt}; add runs, or larger ones")
         return found
 
+    def describe(self) -> str:
+        """`predicted validation loss 1.2340 nats/token (95%: 1.1990 to 1.2690), 1.7800 bits/byte (...)` and how far
+        it extrapolates."""
+
+        def interval(p: Prediction, unit: str) -> str:
+            span = "" if p.low is None else f" (95%: {p.low:.4f} to {p.high:.4f})"
+            return f"{p.loss:.4f} {unit}{span}"
+
+        text = f"predicted validation loss {interval(self.prediction, 'nats/token')}"
+        if self.bits_per_byte is not None:
+            text += f", {interval(self.bits_per_byte, 'bits/byte')}"
+        where = f"{self.beyond:.3g}x the compute of the largest run" if self.beyond > 1 else "within the sweep"
+        return f"{text}; by {self.law}, {where}"
+
+    def answer(self) -> str:
+        """The prediction, saying of what."""
+        return f"{self.of}: {self.describe()}"
+
 
 def predict(summary: dict[str, Any], flops: float | None = None, params: float | None = None,
             tokens: float | None = None) -> Estimate:
     """The validation loss of a run of `flops` (by L(C)), or of `params` non-embedding parameters trained on
     `tokens` tokens (by L(N, D))."""
+    if (flops is None) == (params is None and tokens is None):
+        raise GptlabError("give the compute (flops), or the parameters with the tokens (params and tokens)")
     largest = max(r["flops"] for r in summary["runs"])
     if flops is not None:
         _check_flops(flops)
         law = report.compute_law(summary)
-        prediction, at = law.predict(flops), flops
+        prediction, at, of = law.predict(flops), flops, f"{flops:.3g} FLOPs"
     else:
         if not all(v is not None and math.isfinite(v) and v > 0 for v in (params, tokens)):
             raise GptlabError("give the compute, or the parameters with the tokens, as positive finite numbers")
         law = report.data_law(summary)
         if law is None:
-            raise GptlabError(f"this sweep has no L(N, D) ({summary['loss_vs_params_and_tokens']['why']}); predict with --flops")
-        prediction, at = law.predict(params, tokens), 6 * params * tokens
-    return Estimate(prediction, _in_bits(summary, prediction), at / largest, law.name, law.caveat())
+            raise GptlabError(f"this sweep has no L(N, D) ({summary['loss_vs_params_and_tokens']['why']}); predict from the compute")
+        prediction, at, of = law.predict(params, tokens), 6 * params * tokens, f"{params:,.0f} parameters on {tokens:,.0f} tokens"
+    return Estimate(prediction, _in_bits(summary, prediction), at / largest, law.name, law.caveat(), of)
 
 
 def _check_flops(flops: float) -> None:
@@ -95,6 +117,22 @@ class Plan:
     epochs: float
     settings: dict[str, Any]
     """The `gptlab train` settings, the same recipe as the sweep's runs."""
+    budget: float
+    """The compute asked for."""
+
+    @property
+    def warnings(self) -> list[str]:
+        found = list(self.estimate.warnings)
+        if self.epochs > 1:
+            found.append(f"that is {self.epochs:.2f} epochs of the training data; the law assumes unrepeated data")
+        return found
+
+    def describe(self) -> str:
+        """The run, its cost and its predicted loss, then the `gptlab train` command that makes it."""
+        shape = self.spec.shape
+        return (f"for {self.budget:.3g} FLOPs: {shape.params:,} non-embedding parameters ({shape}) on {self.tokens:,} "
+                f"tokens ({self.tokens / shape.params:.1f} per parameter), {self.spec.steps:,} steps of "
+                f"{self.spec.batch_size}, spending {self.flops:.3g} FLOPs\n{self.estimate.describe()}\n{self.command()}")
 
     def command(self) -> str:
         """`gptlab train` with every setting that differs from its defaults."""
@@ -111,9 +149,11 @@ class Plan:
         return shlex.join(words)
 
 
-def plan(directory: str | Path, flops: float, out: str | Path) -> Plan:
-    """The run to make with `flops` of training compute, by the sweep in `directory`, into `out`."""
+def plan(directory: str | Path, flops: float, out: str | Path | None = None) -> Plan:
+    """The run to make with `flops` of training compute, by the sweep in `directory`, into `out` (default
+    DIR/planned-C)."""
     _check_flops(flops)
+    out = Path(directory) / f"planned-{flops:.0e}" if out is None else out
     summary = report.read(directory)
     recipe = Recipe.from_dict(summary["recipe"])
     law = report.data_law(summary)
@@ -130,7 +170,7 @@ def plan(directory: str | Path, flops: float, out: str | Path) -> Plan:
     else:
         estimate = predict(summary, params=spec.shape.params, tokens=tokens)
     settings = train_settings(recipe, summary["data"], spec, Path(out))
-    return Plan(spec, used, tokens, estimate, tokens / summary["data"]["train_tokens"], settings)
+    return Plan(spec, used, tokens, estimate, tokens / summary["data"]["train_tokens"], settings, flops)
 
 
 def _best_for_budget(recipe: Recipe, flops: float, law) -> RunSpec:

@@ -45,7 +45,7 @@ def read(directory: str | os.PathLike) -> dict[str, Any]:
     """A finished sweep's scaling.json."""
     path = Path(directory) / SCALING_FILE
     if not path.is_file():
-        raise GptlabError(f"no {SCALING_FILE} in {directory}: run `gptlab scale sweep --out {directory} ...` to the end first")
+        raise GptlabError(f"no {SCALING_FILE} in {directory}: run a sweep into it to the end first")
     return read_json_object(path)
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from gptlab.errors import GptlabError
 from gptlab.model import GPTConfig, preset
-from gptlab.model.config import non_embedding_params
+from gptlab.model.config import non_embedding_params  # noqa: F401 (also offered here, beside the FLOPs)
 
 ASPECT = 64
 """d_model per layer."""

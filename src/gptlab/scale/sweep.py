@@ -16,12 +16,12 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gptlab import atomic
-from gptlab.cluster import connect_ray
+from gptlab.cluster import BACKENDS, check_backend, connect_ray
 from gptlab.errors import GptlabError
 from gptlab.files import read_json_object
 from gptlab.scale.shapes import BASE_PRESET, SMALLEST, Shape, batch_tokens, learning_rate, rule_shapes, shape_for_params
@@ -36,28 +36,33 @@ SAVES_PER_RUN = 10
 class Recipe:
     """What every run of a sweep shares; a sweep directory holds one recipe."""
 
-    data: tuple[str, ...]
+    data: tuple[str, ...] = field(metadata={"metavar": "PATH"})
+    """text files, folders, JSONL or token shards, as for `gptlab train`"""
     tokenizer: str = "byte"
+    """byte, char, bpe:N (fitted once, shared) or a directory (default byte)"""
     seq_len: int = 128
+    """training context (default 128)"""
     batch_size: int | None = None
-    """Sequences per step; None: by the run's compute (see shapes)."""
+    """sequences per step (default: 0.2920·C^0.3271 tokens' worth, by the run's compute; see shapes)"""
     lr_scale: float = 1.0
-    """Multiplies the learning-rate rule."""
+    """multiplies the learning-rate rule (default 1)"""
     eval_windows: int = 200
+    """validation windows scored at the end (default 200)"""
     val_fraction: float = 0.1
+    """held-out share of the data (default 0.1)"""
     seed: int = 1337
 
     def __post_init__(self) -> None:
         if not self.data:
-            raise GptlabError("no training data: pass --data PATH (files, folders, JSONL or token shards)")
+            raise GptlabError("no training data: give the data paths (files, folders, JSONL or token shards)")
         for name in ("seq_len", "batch_size", "eval_windows"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise GptlabError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise GptlabError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr_scale > 0:
-            raise GptlabError(f"--lr-scale must be positive, got {self.lr_scale}")
+            raise GptlabError(f"lr_scale must be positive, got {self.lr_scale}")
         if not 0 < self.val_fraction < 1:
             raise GptlabError(
-                f"a sweep is judged on validation loss: --val-fraction must be above 0 and below 1, got {self.val_fraction}"
+                f"a sweep is judged on validation loss: val_fraction must be above 0 and below 1, got {self.val_fraction}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +71,88 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
         return cls(**{**data, "data": tuple(data["data"])})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig(Recipe):
+    """A whole sweep: the recipe its runs share, which runs (by size or by compute budget), where, and how they
+    run. `gptlab scale sweep`'s options, and `run_sweep`'s argument."""
+
+    sizes: tuple[float, ...] | None = field(default=None, metadata={"metavar": "N"})
+    """non-embedding parameter counts (or give flops)"""
+    flops: tuple[float, float] | None = field(default=None, metadata={"metavar": ("C_MIN", "C_MAX"), "nargs": 2})
+    """compute budgets from C_MIN to C_MAX FLOPs, evenly spaced in log; each trains the largest shape whose tokens
+    fit it"""
+    points: int = 5
+    """budgets between C_MIN and C_MAX (default 5)"""
+    tokens_per_param: tuple[float, ...] = field(default=(20.0,), metadata={"metavar": "R"})
+    """training tokens per parameter; several give several budgets per size and fit L(N, D) (default 20, about
+    compute-optimal)"""
+    out: str
+    """sweep directory (rerun the command to continue)"""
+    executor: Literal[BACKENDS] = "local"
+    """runs one after another here, or side by side on Ray (a cluster at RAY_ADDRESS, else a local one; paths must
+    be on storage every node sees)"""
+    threads: int | None = None
+    """CPU threads per run; on Ray the CPUs each run reserves (default 1 there)"""
+    device: str = "auto"
+    """auto, cpu, cuda, ... (on Ray, cuda reserves a GPU per run)"""
+    progress: bool = True
+    """progress bars"""
+
+    def recipe(self) -> Recipe:
+        fields = (f.name for f in dataclasses.fields(Recipe))
+        return Recipe(**{name: getattr(self, name) for name in fields if name != "data"},
+                      data=tuple(os.path.abspath(p) for p in self.data))
+
+    def execution(self) -> Execution:
+        return Execution(self.executor, self.threads, self.device, self.progress)
+
+    def runs(self) -> list[RunSpec]:
+        if (self.sizes is None) == (self.flops is None):
+            raise GptlabError("give the runs' sizes or their compute budgets (flops), one of the two")
+        recipe, ratios = self.recipe(), list(self.tokens_per_param)
+        if self.sizes is not None:
+            return runs_for_sizes(recipe, list(self.sizes), ratios)
+        if len(self.flops) != 2:
+            raise GptlabError(f"flops takes two budgets, C_MIN and C_MAX, got {len(self.flops)}")
+        return runs_for_budgets(recipe, *self.flops, self.points, ratios)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A finished sweep: every run's measurements and the laws fitted to them (scaling.json's content)."""
+
+    summary: dict[str, Any]
+    out: Path
+
+    @property
+    def scaling_file(self) -> Path:
+        from gptlab.scale.report import SCALING_FILE
+
+        return self.out / SCALING_FILE
+
+    @property
+    def plot_file(self) -> Path:
+        from gptlab.scale.report import PLOT_FILE
+
+        return self.out / PLOT_FILE
+
+    def report(self) -> str:
+        """The runs and laws as a table, where they are written, and the budget to plan next."""
+        from gptlab.scale import report
+
+        largest = max(r["flops"] for r in self.summary["runs"])
+        return (f"{report.table(self.summary)}\nresults: {self.scaling_file}\nplot:    {self.plot_file}\n"
+                f"next:    gptlab scale plan {self.out} --flops {report.NEXT * largest:.2g}")
+
+
+def run_sweep(config: SweepConfig | None = None, **settings: Any) -> SweepResult:
+    """Train the sweep's runs not yet finished in `config.out` and fit the scaling laws to all of them; `settings`
+    are SweepConfig's fields, over `config` when it is given."""
+    config = SweepConfig(**settings) if config is None else dataclasses.replace(config, **settings)
+    summary = sweep(config.recipe(), config.runs(), config.out, config.execution())
+    return SweepResult(summary, Path(config.out))
 
 
 @dataclass(frozen=True)
@@ -112,10 +199,9 @@ class Execution:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.executor not in ("local", "ray"):
-            raise GptlabError(f"--executor must be local or ray, got {self.executor!r}")
+        check_backend(self.executor)
         if self.threads is not None and self.threads < 1:
-            raise GptlabError(f"--threads must be at least 1, got {self.threads}")
+            raise GptlabError(f"threads must be at least 1, got {self.threads}")
 
 
 # --- which runs ------------------------------------------------------------------------------------
@@ -130,9 +216,9 @@ def runs_for_budgets(recipe: Recipe, low: float, high: float, points: int, token
     """`points` compute budgets spaced evenly in log between `low` and `high` FLOPs; at each, for each ratio R,
     the largest shape whose R·N tokens fit the budget (`budget_run`)."""
     if not 0 < low < high < math.inf:
-        raise GptlabError(f"--flops takes C_MIN C_MAX with 0 < C_MIN < C_MAX, both finite, got {low:g} {high:g}")
+        raise GptlabError(f"the compute budgets run from C_MIN to C_MAX with 0 < C_MIN < C_MAX, both finite, got {low:g} {high:g}")
     if points < 2:
-        raise GptlabError(f"--points must be at least 2, got {points}")
+        raise GptlabError(f"points must be at least 2, got {points}")
     budgets = [low * (high / low) ** (k / (points - 1)) for k in range(points)]
     return _distinct(recipe, [budget_run(recipe, budget, ratio) for budget in budgets for ratio in _ratios(tokens_per_param)])
 
@@ -165,7 +251,7 @@ def run_spec(recipe: Recipe, shape: Shape, ratio: float, tokens: float | None = 
     if steps < 1:
         raise GptlabError(
             f"{shape.params:,} parameters at {ratio:g} tokens each is {tokens:,.0f} tokens, less than one step of "
-            f"{batch}x{recipe.seq_len}; raise --tokens-per-param or lower --batch-size or --seq-len"
+            f"{batch}x{recipe.seq_len}; raise the tokens per parameter or lower the batch size or the sequence length"
         )
     return RunSpec(shape, steps, batch, ratio)
 
@@ -173,7 +259,7 @@ def run_spec(recipe: Recipe, shape: Shape, ratio: float, tokens: float | None = 
 def _ratios(tokens_per_param: list[float]) -> list[float]:
     bad = [r for r in tokens_per_param if not r > 0]
     if bad or not tokens_per_param:
-        raise GptlabError(f"--tokens-per-param must be positive, got {bad[0] if bad else 'nothing'}")
+        raise GptlabError(f"tokens_per_param must be positive, got {bad[0] if bad else 'nothing'}")
     return sorted(set(tokens_per_param))
 
 
@@ -244,7 +330,7 @@ def _read_state(out: Path, recipe: Recipe) -> dict[str, Any] | None:
     if differ:
         changes = ", ".join(f"{key} {_short(saved.get(key))} -> {_short(recipe.to_dict()[key])}" for key in differ)
         raise GptlabError(
-            f"{out} holds a sweep with another recipe ({changes}); rerun it with its own settings or choose another --out"
+            f"{out} holds a sweep with another recipe ({changes}); rerun it with its own settings or choose another sweep directory"
         )
     return state
 
@@ -274,8 +360,8 @@ def prepare_data(recipe: Recipe, out: Path, progress: bool) -> dict[str, Any]:
     corpus = build_corpus(recipe.data, tokenizer, recipe.val_fraction, recipe.seed, progress, split)
     if len(corpus.val) <= recipe.seq_len:
         raise GptlabError(
-            f"the validation split holds {len(corpus.val):,} tokens, fewer than one window of --seq-len {recipe.seq_len} "
-            "plus its target, so no run could be scored; lower --seq-len, raise --val-fraction or add data"
+            f"the validation split holds {len(corpus.val):,} tokens, fewer than one window of seq_len {recipe.seq_len} "
+            "plus its target, so no run could be scored; lower seq_len, raise val_fraction or add data"
         )
     return {"tokenizer": spec, "vocab_size": tokenizer.vocab_size, "train_tokens": len(corpus.train),
             "val_tokens": len(corpus.val)}
@@ -333,7 +419,7 @@ def _train(config, name: str) -> None:
 def _run_error(name: str, error: GptlabError) -> GptlabError:
     message = str(error)
     if message.startswith("loss became"):  # the trainer's stop on a non-finite loss
-        return GptlabError(f"run {name} diverged: {message.split(';')[0]}; lower --lr-scale and rerun the sweep")
+        return GptlabError(f"run {name} diverged: {message.split(';')[0]}; lower lr_scale and rerun the sweep")
     return GptlabError(f"run {name}: {message}")
 
 

@@ -1,4 +1,4 @@
-"""Training configuration: one YAML file, every key overridable with `--key value` on the command line.
+"""Training configuration: one YAML recipe, every key overridable with `--key value` on the command line.
 
 Model fields (n_layer, d_model, dropout, attention, ...) sit beside the training fields and override
 the chosen preset, so `--model gpt3-small --n-layer 4` is a four-layer GPT-3 small.
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from gptlab import settings
+from gptlab import recipes, settings
 from gptlab.errors import GptlabError
 from gptlab.model import GPTConfig, preset
 from gptlab.settings import AT_LEAST_1, NOT_A_SETTING, NOT_NEGATIVE, POSITIVE, Check
@@ -135,13 +135,13 @@ _MODEL_FIELDS = {f.name for f in dataclasses.fields(GPTConfig)}
 _MODEL_HINTS = typing.get_type_hints(GPTConfig)
 
 
-def build_config(yaml_path: Path | str | None, overrides: dict[str, Any], cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
-    """Defaults, then the YAML file, then overrides (the command line's, or Python's); model fields go to
-    model_overrides, written plainly (`n_layer`) or as `model.n_layer`.
+def build_config(recipe: Path | str | None, overrides: dict[str, Any], cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
+    """Defaults, then the recipe (a YAML file, or a packaged recipe's name), then overrides (the command line's, or
+    Python's); model fields go to model_overrides, written plainly (`n_layer`) or as `model.n_layer`.
 
     `cls` is TrainConfig or a variant of it with more settings and other defaults (fine-tuning's).
     """
-    values = settings.read_yaml(yaml_path) if yaml_path is not None else {}
+    values = settings.read_yaml(recipes.find(recipe)) if recipe is not None else {}
     values.update(overrides)
     model_overrides = dict(values.pop("model_overrides", None) or {})
     own = {s.name for s in settings.settings(cls)}

@@ -2,5 +2,5 @@
 MinHash fuzzy deduplication, 13-gram decontamination, weighted mixture into token shards.
 
 Each module holds the algorithm as plain functions; `stages` wraps them as datatrove pipeline
-steps and `engine` runs those over file shards, locally or on Ray.
+steps and `executor` runs those over file shards, locally or on Ray.
 """

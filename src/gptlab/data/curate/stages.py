@@ -1,5 +1,5 @@
 """The curation stages: quality filter, dedup, decontaminate, mix. Each is a few datatrove
-pipeline steps run by `engine.Workspace` over the input files, plus any single-process phase
+pipeline steps run by `executor.Workspace` over the input files, plus any single-process phase
 that needs the whole corpus at once (LSH clustering, n-gram counts, the mixture's draw of
 documents, made from their lengths alone).
 
@@ -25,7 +25,7 @@ from datatrove.pipeline.base import PipelineStep
 from gptlab import atomic
 from gptlab.data.curate import decontaminate as decon
 from gptlab.data.curate import mixture
-from gptlab.data.curate.engine import REMOVED, Engine, ReadInputs, Workspace, WriteOutputs, write_counts
+from gptlab.data.curate.executor import REMOVED, Executor, ReadInputs, Workspace, WriteOutputs, write_counts
 from gptlab.data.curate.minhash import (
     ROW,
     MinHashParams,
@@ -65,12 +65,12 @@ def _files(specs: Sequence[str], output: str) -> list[str]:
         if Path(spec).is_dir() and out.is_relative_to(folder):
             where = "the" if out == folder else "inside the"
             raise GptlabError(
-                f"--output {output} is {where} input folder {spec}; choose an --output outside the inputs"
+                f"the output {output} is {where} input folder {spec}; choose an output outside the inputs"
             )
     files = expand(specs)
     for file in files:
         if file.resolve().is_relative_to(out):
-            raise GptlabError(f"input {file} is inside --output {output}; choose an --output outside the inputs")
+            raise GptlabError(f"input {file} is inside the output {output}; choose an output outside the inputs")
     return [str(file) for file in files]
 
 
@@ -119,7 +119,7 @@ def quality_filter(
     inputs: Sequence[str],
     output: str,
     model: str,
-    engine: Engine,
+    executor: Executor,
     alpha: float = 9.0,
     seed: int = 0,
     fmt: str = "jsonl.gz",
@@ -129,7 +129,7 @@ def quality_filter(
 
     files = _files(inputs, output)
     QualityClassifier.load(model)  # a bad model path fails here, once, not in every task
-    engine.start()
+    executor.start()
     ws = Workspace(
         output, _settings("filter", files, model=str(Path(model).resolve()), alpha=alpha, seed=seed, fmt=fmt)
     )
@@ -142,7 +142,7 @@ def quality_filter(
             WriteOutputs(output, fmt, work, removed_text),
         ],
         len(files),
-        engine,
+        executor,
     )
     parts = [np.load(p) for p in sorted((ws.work / "scores").glob("*.npz"))]
     scores = np.concatenate([p["scores"] for p in parts])
@@ -299,7 +299,7 @@ def _decide(inputs: Signed, reference: Signed, edges: Path, into: Path) -> None:
 def dedup(
     inputs: Sequence[str],
     output: str,
-    engine: Engine,
+    executor: Executor,
     params: MinHashParams = MinHashParams(),
     against: Sequence[str] = (),
     fmt: str = "jsonl.gz",
@@ -320,7 +320,7 @@ def dedup(
     if partitions is None:
         partitions = min(MAX_PARTITIONS, 1 + sum(os.path.getsize(f) for f in files) // PARTITION_BYTES)
     _check_whole("dedup partitions", partitions, 1)
-    engine.start()
+    executor.start()
     ws = Workspace(
         output,
         _settings("dedup", files, against=reference, minhash=params.__dict__, partitions=partitions, fmt=fmt),
@@ -332,7 +332,7 @@ def dedup(
         "sign",
         [ReadInputs(files, work, str(ws.malformed)), Sign(params, partitions, signed)],
         len(files),
-        engine,
+        executor,
     )
     if reference:
         ws.run(
@@ -342,9 +342,9 @@ def dedup(
                 Sign(params, partitions, ref_signed),
             ],
             len(reference),
-            engine,
+            executor,
         )
-    ws.run("candidates", [LinkCandidates(signed, ref_signed, ws.work / "edges")], partitions, engine)
+    ws.run("candidates", [LinkCandidates(signed, ref_signed, ws.work / "edges")], partitions, executor)
     decisions = ws.once("decisions", lambda into: _decide(signed, ref_signed, ws.work / "edges", into))
     ws.run(
         "write",
@@ -354,7 +354,7 @@ def dedup(
             WriteOutputs(output, fmt, work, removed_text),
         ],
         len(files),
-        engine,
+        executor,
     )
     return ws.finish("dedup")
 
@@ -438,7 +438,7 @@ def decontaminate(
     inputs: Sequence[str],
     output: str,
     benchmarks: Sequence[str],
-    engine: Engine,
+    executor: Executor,
     n: int = 13,
     margin: int = 200,
     min_piece: int = 200,
@@ -449,7 +449,7 @@ def decontaminate(
 ) -> dict[str, Any]:
     """`max_documents`: n-grams found in more documents than this are common phrases, not leaks."""
     files, bench_files = _files(inputs, output), _files(benchmarks, output)
-    engine.start()
+    executor.start()
     ws = Workspace(
         output,
         _settings(
@@ -475,7 +475,7 @@ def decontaminate(
         "count",
         [ReadInputs(files, work, str(ws.malformed)), CountCollisions(str(ngrams), n, str(ws.work / "collisions"))],
         len(files),
-        engine,
+        executor,
     )
 
     def frequent(into: Path) -> None:
@@ -491,7 +491,7 @@ def decontaminate(
         "write",
         [ReadInputs(files, work, str(ws.malformed)), step, WriteOutputs(output, fmt, work, removed_text, pieces=True)],
         len(files),
-        engine,
+        executor,
     )
     return ws.finish(
         "decontaminate", benchmark_ngrams=len(np.load(ngrams)), ngrams_ignored_as_common=len(np.load(ignore))
@@ -533,7 +533,7 @@ def mix(
     weights: dict[str, float],
     tokenizer: str,
     output: str,
-    engine: Engine,
+    executor: Executor,
     tokens: int | None = None,
     seed: int = 0,
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
@@ -567,7 +567,7 @@ def mix(
     if tokens is not None:
         for name, quota in mixture.quotas(share, tokens).items():
             mixture.check_epochs(name, quota, mixture.most_tokens(files[name]), max_epochs, bound=True)
-    engine.start()
+    executor.start()
     ws = Workspace(
         output,
         _settings(
@@ -589,7 +589,7 @@ def mix(
                 Tokenize(tokenizer, str(ws.work / "tokens" / name)),
             ],
             len(source_files),
-            engine,
+            executor,
         )
     dtype = token_dtype(tok.vocab_size)
     tokenized = {

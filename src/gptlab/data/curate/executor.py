@@ -1,5 +1,5 @@
-"""Running curation stages over file shards on an existing engine: datatrove's local
-multiprocessing executor by default, its Ray executor on a cluster.
+"""Running curation stages over file shards: datatrove's local multiprocessing executor by
+default, its Ray executor on a cluster.
 
 A stage's output folder holds its shards (`00000.jsonl.gz`, ...), `removed/` and `malformed/`
 listings, `stats.json`, and `.work/`: datatrove's completion markers plus intermediate results.
@@ -33,7 +33,7 @@ from datatrove.pipeline.base import PipelineStep  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from gptlab import atomic  # noqa: E402
-from gptlab.cluster import connect_ray  # noqa: E402
+from gptlab.cluster import check_backend, connect_ray  # noqa: E402
 from gptlab.data.curate.documents import ShardWriter, shard_name  # noqa: E402
 from gptlab.errors import GptlabError  # noqa: E402
 from gptlab.files import read_json  # noqa: E402
@@ -44,20 +44,21 @@ REMOVED = "removed"
 
 
 @dataclass(frozen=True)
-class Engine:
-    executor: str = "local"
+class Executor:
+    """Where a stage's tasks run, and how many at once."""
+
+    backend: str = "local"
     """`local` (multiprocessing on this machine) or `ray` (a running Ray cluster, or a local one)."""
     workers: int = 0
     """Tasks run at once; 0 means one per CPU core."""
 
     def __post_init__(self) -> None:
-        if self.executor not in ("local", "ray"):
-            raise GptlabError(f"executor must be local or ray, got {self.executor!r}")
+        check_backend(self.backend)
 
     def start(self) -> None:
-        """Join the Ray cluster now when the executor is Ray (once; a stage's phases call it again), so that
+        """Join the Ray cluster now when the backend is Ray (once; a stage's phases call it again), so that
         an unreachable cluster is reported before any work."""
-        if self.executor == "ray":
+        if self.backend == "ray":
             connect_ray()
 
 
@@ -74,26 +75,26 @@ class Workspace:
         if saved.is_file():
             if read_json(saved) != json.loads(json.dumps(settings)):
                 raise GptlabError(
-                    f"{self.output} holds the output of a run with other settings or inputs; choose another --output"
+                    f"{self.output} holds the output of a run with other settings or inputs; choose another output folder"
                 )
         else:
             atomic.write_text(saved, json.dumps(settings, indent=2) + "\n")
         for stale in list(self.output.rglob(".*.tmp")):  # left by a write that a kill cut short
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
 
-    def run(self, phase: str, pipeline: list[PipelineStep], tasks: int, engine: Engine) -> None:
+    def run(self, phase: str, pipeline: list[PipelineStep], tasks: int, executor: Executor) -> None:
         """Run `pipeline` as `tasks` tasks; tasks finished by an earlier run are skipped."""
         logs = self.work / phase
-        workers = min(tasks, engine.workers or os.cpu_count() or 1)
-        if engine.executor == "ray":
+        workers = min(tasks, executor.workers or os.cpu_count() or 1)
+        if executor.backend == "ray":
             from datatrove.executor import RayPipelineExecutor
 
-            engine.start()
-            executor = RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs))
+            executor.start()
+            runner = RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs))
         else:
-            executor = _QuietLocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs))
+            runner = _QuietLocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs))
         with _TaskProgress(logs / "completions", tasks, phase):
-            executor.run()
+            runner.run()
         done = len(list((logs / "completions").glob("*")))
         if done < tasks:
             raise GptlabError(f"{phase}: only {done} of {tasks} tasks finished; see the logs in {logs / 'logs'}")
@@ -281,40 +282,3 @@ class WriteOutputs(PipelineStep):
 
 def write_counts(work: str | os.PathLike, name: str, counts: dict[str, Any]) -> None:
     atomic.write_text(Path(work) / "counts" / f"{name}.json", json.dumps(dict(counts)) + "\n")
-
-
-_SUMMED_UP = {
-    "stage", "documents_in", "documents_out", "pieces_out", "documents_removed", "documents_written", "tokens_written",
-    "bytes_in", "bytes_out", "removed_by_reason", "malformed", "repaired",
-}
-"""Stats that `summary` words itself; it lists the others as they are."""
-
-
-def summary(stats: dict[str, Any]) -> str:
-    """The stats as a few lines a person reads at a glance."""
-    lines = [f"{stats['stage']}:"]
-    docs_in, bytes_in = stats.get("documents_in", 0), stats.get("bytes_in", 0)
-    if "tokens_written" in stats:  # mix, tokenize: token shards, documents sampled by weight (some repeated)
-        written = f"{stats['documents_written']:,} written ({stats['tokens_written']:,} tokens)"
-        lines.append(f"  documents  {docs_in:,} in -> {written}")
-        lines.append(f"  bytes      {bytes_in / 1e6:,.2f} MB in")
-    else:
-        docs_out, bytes_out = stats.get("documents_out", 0), stats.get("bytes_out", 0)
-        share = f" ({docs_out / docs_in:.1%} kept)" if docs_in else ""
-        if "pieces_out" in stats:  # decontaminate: documents cut into pieces
-            lines.append(f"  documents  {docs_in:,} in -> {stats['pieces_out']:,} pieces out from {docs_out:,} documents{share}")
-        else:
-            lines.append(f"  documents  {docs_in:,} in -> {docs_out:,} out{share}")
-        lines.append(f"  bytes      {bytes_in / 1e6:,.2f} MB in -> {bytes_out / 1e6:,.2f} MB out")
-    for reason, count in stats.get("removed_by_reason", {}).items():
-        lines.append(f"  removed    {count:,} ({reason})")
-    if stats.get("malformed"):
-        lines.append(f"  malformed  {stats['malformed']:,} input records or files skipped (listed in malformed/)")
-    if stats.get("repaired"):
-        repaired = f"{stats['repaired']:,} text files kept, invalid UTF-8 replaced by U+FFFD"
-        lines.append(f"  repaired   {repaired} (listed in malformed/)")
-    for key, value in stats.items():
-        if key in _SUMMED_UP or isinstance(value, dict):  # mix's per-source table: the CLI prints it
-            continue
-        lines.append(f"  {key:<10} {value:,}" if isinstance(value, (int, float)) else f"  {key}: {value}")
-    return "\n".join(lines)
