@@ -3,7 +3,8 @@ import torch
 
 from gptlab.errors import GptlabError
 from gptlab.engine import Engine, fit_prompt
-from gptlab.generation import DEFAULT_MAX_NEW_TOKENS, SamplingParams, TextStream, generate, next_tokens
+from gptlab.generation import DEFAULT_MAX_NEW_TOKENS, SamplingParams, TextStream, next_tokens
+from gptlab.language_model import generate
 from gptlab.model import GPT, preset
 from gptlab.tokenizer import byte_tokenizer
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -179,43 +180,23 @@ def check_vocab(
         raise GptlabError(f"{source}: tokenizer has {tokens} tokens but the model's vocab_size is {rows}{hint}")
 
 
-class LanguageModel:
-    """A model with its tokenizer: what `gptlab.load` returns and what generation and serving use.
+@dataclass(eq=False)
+class Checkpoint:
+    """A loaded checkpoint: its model (a TaskModel for a GPT-1 fine-tuned one) and tokenizer. `gptlab.load`
+    gives a LanguageModel (gptlab.language_model), which adds generation."""
 
-    `model` is a TaskModel for a GPT-1 fine-tuned checkpoint; it generates as its GPT does.
-    """
-
-    def __init__(self, model: GPT, tokenizer: Tokenizer | None, path: Path | None = None):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.path = path
+    model: GPT
+    tokenizer: Tokenizer | None
+    path: Path | None = None
 
     @property
     def config(self) -> GPTConfig:
         return self.model.config
 
-    def require_tokenizer(self) -> Tokenizer:
-        if self.tokenizer is None:
-            raise GptlabError(f"checkpoint {self.path} has no tokenizer files (vocab.json + merges.txt)")
-        return self.tokenizer
 
-    def generate(self, prompt: str | list[str], **options: Any) -> str | list[str]:
-        from gptlab.generation import generate
-
-        return generate(self.model, self.require_tokenizer(), prompt, **options)
-
-    def stream(self, prompt: str, **options: Any):
-        from gptlab.generation import stream
-
-        return stream(self.model, self.require_tokenizer(), prompt, **options)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        return save(path, self.model, self.tokenizer)
-
-
-def load(
+def load_checkpoint(
     path: str | os.PathLike, device: str | torch.device = "cpu", precision: Precision = "fp32"
-) -> LanguageModel:
+) -> Checkpoint:
     """Load a checkpoint directory written by gptlab (training, `convert --to gptlab`, or `save`).
 
     `device="auto"` picks the GPU when there is one. `precision` ("fp32", "bf16", "int8") converts the
@@ -228,4 +209,4 @@ def load(
     model = build_model(config, load_state(path), f"checkpoint {path}", task)
     tokenizer = load_tokenizer(path)
     check_vocab(config, tokenizer, f"checkpoint {path}")
-    return LanguageModel(apply_precision(model, precision).to(device), tokenizer, path)
+    return Checkpoint(apply_precision(model, precision).to(device), tokenizer, path)

@@ -20,7 +20,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 
-from gptlab.checkpoint.io import LanguageModel, check_vocab, load, load_tokenizer, read_config, read_model_config, save
+from gptlab.checkpoint.io import Checkpoint, check_vocab, load_checkpoint, load_tokenizer, read_config, read_model_config, save
 from gptlab.errors import GptlabError
 from gptlab.finetune.heads import TaskModel
 from gptlab.model import GPT
@@ -79,7 +79,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return weights
 
 
-def load_structure(path: Path) -> LanguageModel:
+def load_structure(path: Path) -> Checkpoint:
     """The model of a sharded checkpoint with its weights left unset, and its tokenizer.
 
     A resume fills the weights only after FSDP has sharded the model, each process reading its part;
@@ -93,7 +93,7 @@ def load_structure(path: Path) -> LanguageModel:
     model.lm_head.weight = model.wte.weight
     tokenizer = load_tokenizer(path)
     check_vocab(config, tokenizer, f"checkpoint {path}")
-    return LanguageModel(model, tokenizer, path)
+    return Checkpoint(model, tokenizer, path)
 
 
 def consolidate(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -104,6 +104,6 @@ def consolidate(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bo
     check_destination(dst, overwrite)
     if not is_sharded(src):
         raise GptlabError(f"{src} is not a sharded checkpoint: {SHARDS_DIR}/.metadata is missing")
-    lm = load(src)
+    lm = load_checkpoint(src)
     kept = {key: value for key, value in read_config(src).items() if key not in ("format", "format_version", "model", "task")}
     return save(dst, lm.model, lm.tokenizer, metadata=kept)

@@ -17,7 +17,7 @@ from gptlab.eval.tasks import FEWSHOT_SEED, Prompt, Task
 from gptlab.files import read_text
 
 if TYPE_CHECKING:
-    from gptlab.checkpoint.io import LanguageModel
+    from gptlab.language_model import LanguageModel
 
 Pairs = list[tuple[list[int], list[int]]]
 Scored = tuple[dict[str, Metric], list[dict[str, Any]]]

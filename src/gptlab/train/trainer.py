@@ -31,7 +31,7 @@ from gptlab.data import Document, Split, build_corpus, iter_documents, split_doc
 from gptlab.data.shards import is_shards_dir, tokenizer_dir
 from gptlab.device import bf16_is_fast, keep_freed_memory
 from gptlab.errors import GptlabError, Interrupted
-from gptlab.generation import generate
+from gptlab.language_model import generate
 from gptlab.model import GPT, PRESETS, GPTConfig, preset
 from gptlab.scale.shapes import non_embedding_params
 from gptlab.tokenizer import CharTokenizer, byte_tokenizer, load_tokenizer, train_tokenizer_on_texts
