@@ -31,6 +31,7 @@ class KVCache:
         self._rows: slice | torch.Tensor = slice(0, 0)
         self._prefilling = False
         self._width = 0  # key positions a decode step attends over: the longest row, plus the new tokens
+        self._positions = self._index = torch.zeros(0, 1, dtype=torch.long, device=device)
 
     def prefill(self, rows: slice | torch.Tensor) -> None:
         self._rows, self._prefilling = rows, True
@@ -40,6 +41,10 @@ class KVCache:
         self._width = int(self.lengths[:stop].max()) + tokens
         if self._width > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; a row would reach {self._width}")
+        device = self.lengths.device
+        # where each row's new tokens go [B, T], and their rows [B, 1]: computed once, used by every layer
+        self._positions = self.lengths[:stop, None] + torch.arange(tokens, device=device)
+        self._index = torch.arange(stop, device=device)[:, None]
 
     def layout(self, T: int, window: int | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Positions [B, T] of this forward's tokens, and the dense and local key masks [B, 1, T, keys]
@@ -47,7 +52,7 @@ class KVCache:
         device = self.lengths.device
         if self._prefilling:
             return torch.arange(T, device=device)[None], None, None
-        position = self.lengths[self._rows, None] + torch.arange(T, device=device)  # [B, T]: where each token goes
+        position = self._positions
         keys = torch.arange(self._width, device=device)
         dense = keys <= position[:, :, None]
         local = dense & (keys > position[:, :, None] - window) if window is not None else None
@@ -59,10 +64,8 @@ class KVCache:
             self.keys[layer][rows, :, : k.shape[2]] = k
             self.values[layer][rows, :, : v.shape[2]] = v
             return k, v
-        positions = self.lengths[rows, None] + torch.arange(k.shape[2], device=k.device)  # [B, T]
-        index = torch.arange(rows.stop, device=k.device)[:, None]
-        self.keys[layer][index, :, positions] = k.transpose(1, 2)
-        self.values[layer][index, :, positions] = v.transpose(1, 2)
+        self.keys[layer][self._index, :, self._positions] = k.transpose(1, 2)
+        self.values[layer][self._index, :, self._positions] = v.transpose(1, 2)
         return self.keys[layer][rows, :, : self._width], self.values[layer][rows, :, : self._width]
 
     def advance(self, n: int) -> None:
