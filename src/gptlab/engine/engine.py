@@ -1,10 +1,12 @@
 """The inference engine under the CLI, the Python API, the evaluator and the server.
 
 Requests join and leave a running batch at any step (continuous batching). Each holds a slot of one
-preallocated KV cache for as long as it runs; a new request's prompt is prefilled on its own, then it
-decodes one token per step together with every other running request. Each request brings its own
-sampling parameters and its own seeded random generator, so a seeded request gives the same tokens
-alone or in any batch. The engine is synchronous and not thread-safe: one thread drives `step()`.
+preallocated KV cache for as long as it runs (a beam request one per beam); a new request's prompt is
+prefilled on its own, then it decodes one token per step together with every other running request. Each
+request brings its own sampling parameters and its own seeded random generator, so a seeded request gives
+the same tokens alone or in any batch; a beam request keeps the best of its beams at each step and moves
+their cache rows to the slots it holds (gptlab.generation.beam). The engine is synchronous and not
+thread-safe: one thread drives `step()`.
 """
 
 from __future__ import annotations
@@ -182,7 +184,9 @@ class Engine:
         if params.logit_bias and max(params.logit_bias) >= self.vocab_size:
             raise GptlabError(f"logit_bias: token ids must be in [0, {self.vocab_size}), got {max(params.logit_bias)}")
         if params.num_beams > self.max_batch:
-            raise GptlabError(f"num_beams {params.num_beams} needs as many cache slots; this engine has {self.max_batch}")
+            raise GptlabError(
+                f"num_beams {params.num_beams} needs as many cache slots; this engine has {self.max_batch}"
+            )
         if params.num_beams > self.vocab_size:
             raise GptlabError(f"num_beams {params.num_beams} exceeds the vocabulary of {self.vocab_size} tokens")
         prompt = fit_prompt(prompt, self.n_ctx, params)
@@ -240,7 +244,8 @@ class Engine:
         ids = torch.zeros(len(requests), max(lengths), dtype=torch.long, device=self.device)
         for row, request in enumerate(requests):
             ids[row, : lengths[row]] = torch.tensor(request.prompt, device=self.device)
-        rows = slice(slots[0], slots[0] + len(slots)) if slots[-1] - slots[0] == len(slots) - 1 else torch.tensor(slots, device=self.device)
+        together = slots == list(range(slots[0], slots[0] + len(slots)))  # no beam request among them
+        rows = slice(slots[0], slots[0] + len(slots)) if together else torch.tensor(slots, device=self.device)
         self.cache.prefill(rows)
         hidden = self.model(ids, cache=self.cache, return_hidden=True)
         last = torch.tensor(lengths, device=self.device) - 1

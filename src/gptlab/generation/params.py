@@ -78,9 +78,11 @@ class SamplingParams:
             sampling = {"top_k": self.top_k is not None, "top_p": self.top_p is not None,
                         "repetition_penalty": self.repetition_penalty != 1.0, "logit_bias": self.logit_bias is not None,
                         "logprobs": self.logprobs is not None}
-            given = [name for name, set_ in sampling.items() if set_]
+            given = [name for name, is_set in sampling.items() if is_set]
             if given:
-                raise GptlabError(f"beam search (num_beams > 1) picks the likeliest tokens and samples nothing: drop {', '.join(given)}")
+                raise GptlabError(
+                    f"beam search (num_beams > 1) picks the likeliest tokens and samples nothing: drop {', '.join(given)}"
+                )
 
     @property
     def beam_search(self) -> bool:
