@@ -1,5 +1,7 @@
 """Greedy generation speed of the gptlab engine at fp32, bf16 and int8 against transformers' `generate`.
 
+gptlab is measured as its users call it: `gptlab.load(...)` and the LanguageModel's own engine.
+
 GPT-2 124M shape with random weights (saved once, loaded by both sides: the same weights), a 32-token
 prompt and 128 new tokens at batch 1 and 8; tokens/s counts new tokens over the whole call, prefill
 included. At batch 1 decoding reads every weight once per token, so the memory bandwidth, measured here
@@ -24,7 +26,6 @@ from transformers import GPT2LMHeadModel
 
 import gptlab
 from gptlab.checkpoint.hf import export_hf
-from gptlab.engine import Engine
 from gptlab.generation.params import SamplingParams
 from gptlab.model import GPT, preset
 
@@ -85,9 +86,9 @@ def main() -> None:
         hf.generation_config.eos_token_id = None
         hf.generation_config.pad_token_id = 0
         for precision in PRECISIONS:
-            model = gptlab.load(ours, precision=precision).model
-            bytes_per_token[precision] = weight_bytes_per_token(model)
-            engine = Engine(model, None, max_batch=max(BATCHES))
+            lm = gptlab.load(ours, precision=precision)
+            bytes_per_token[precision] = weight_bytes_per_token(lm.model)
+            engine = lm.engine(max(BATCHES))  # ids only (no tokenizer saved): no end-of-text to stop at
             for batch in BATCHES:
                 runs[precision, batch] = lambda e=engine, b=batch: [c.tokens for c in e.generate(prompts[:b], params)]
     for batch in BATCHES:

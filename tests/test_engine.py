@@ -6,7 +6,7 @@ import torch
 from gptlab.engine import Engine
 from gptlab.errors import GptlabError
 from gptlab.generation import SamplingParams
-from gptlab.model import GPT, preset
+from gptlab.model import GPT, GPTConfig, KVCache, preset
 from gptlab.tokenizer import byte_tokenizer
 
 VOCAB = 97
@@ -137,10 +137,42 @@ def test_cancel_frees_the_slot_at_once_and_leaves_the_others_alone():
     assert engine.cancel(waiting) and not engine.has_work
 
 
-def test_beam_search_of_width_one_is_greedy():
+def test_beam_requests_batch_with_others_and_give_what_they_give_alone():
+    """A beam request holds one slot per beam of the shared cache: it waits for enough free slots, decodes
+    beside sampled requests (whose rows move into freed slots around it) and ends as it would alone."""
     model = make_model()
-    best = Engine(model).beam_search(PROMPTS[0], 10, num_beams=1, length_penalty=0.0)
-    assert best.tokens == reference(model, PROMPTS[0], 10)[0]
+    greedy = SamplingParams(max_new_tokens=15, temperature=0)
+    beams = SamplingParams(max_new_tokens=10, num_beams=3, length_penalty=0.6)
+    alone = Engine(model, max_batch=3).generate([PROMPTS[1]], beams)[0]
+    assert len(alone.tokens) == 10 and alone.finish_reason == "length"
+    engine = Engine(model, max_batch=5)  # the beams take slots 2-4; one moves into slot 1 when it frees
+    arrivals = {0: [(PROMPTS[0], greedy), (PROMPTS[2], SamplingParams(max_new_tokens=4, temperature=0))],
+                1: [(PROMPTS[1], beams), (PROMPTS[3], greedy)]}  # the last waits for a free slot
+    got = drive(engine, arrivals)
+    ids = list(got)
+    assert got[ids[2]] == alone.tokens
+    for request_id, prompt in zip([ids[0], ids[1], ids[3]], [PROMPTS[0], PROMPTS[2], PROMPTS[3]], strict=True):
+        assert got[request_id] == reference(model, prompt, len(got[request_id]))[0]
+    assert not engine.has_work and engine.cache.lengths.shape == (5,)
+
+
+def test_a_beam_needs_a_slot_of_its_own():
+    with pytest.raises(GptlabError, match="num_beams 3 needs as many cache slots; this engine has 2"):
+        Engine(make_model(), max_batch=2).add(PROMPTS[0], SamplingParams(num_beams=3))
+    with pytest.raises(GptlabError, match="samples nothing: drop top_k, logprobs"):
+        SamplingParams(num_beams=2, top_k=5, logprobs=1)
+
+
+def test_cache_copy_moves_rows_in_place():
+    """Beams picked, packing after a freed slot and a shared context handed out are all row copies."""
+    cache = KVCache(GPTConfig(vocab_size=8, n_ctx=8, n_layer=1, n_head=1, d_model=2), slots=3, max_len=4)
+    cache.keys[0][:, 0, :2, 0] = torch.arange(3.0)[:, None]
+    cache.lengths[:] = torch.tensor([2, 1, 2])
+    buffer = cache.keys[0]
+    cache.copy([0, 1, 2], [2, 2, 0])
+    assert cache.keys[0] is buffer
+    assert cache.keys[0][:, 0, :2, 0].tolist() == [[2, 2], [2, 2], [0, 0]]
+    assert cache.lengths.tolist() == [2, 2, 2]
 
 
 def test_bad_requests_are_one_line_errors():

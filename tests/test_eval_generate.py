@@ -6,12 +6,13 @@ import pytest
 import torch
 import transformers
 
+import gptlab
 from gptlab.checkpoint import io
 from gptlab.checkpoint.hf import export_hf
 from gptlab.errors import GptlabError
 from gptlab.eval.generate import generate_until
-from gptlab.generation.beam import beam_search
-from gptlab.model import GPT, GPTConfig, KVCache
+from gptlab.generation import SamplingParams
+from gptlab.model import GPT, GPTConfig
 from gptlab.tokenizer import Tokenizer
 
 PROMPTS = ["First Citizen:\nBefore we proceed", "All:\nSpeak, speak.", "O Romeo"]
@@ -34,7 +35,7 @@ def models(tmp_path_factory, small_tokenizer: Tokenizer):
     io.save(root / "gptlab", model, small_tokenizer)
     export_hf(root / "gptlab", root / "hf")
     hf = transformers.GPT2LMHeadModel.from_pretrained(root / "hf").eval()
-    return io.load(root / "gptlab"), hf, transformers.AutoTokenizer.from_pretrained(root / "hf")
+    return gptlab.load(root / "gptlab"), hf, transformers.AutoTokenizer.from_pretrained(root / "hf")
 
 
 @torch.no_grad()
@@ -42,6 +43,11 @@ def hf_generate(hf, ids: list[int], eos: int, **options) -> list[int]:
     out = hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                       do_sample=False, eos_token_id=eos, pad_token_id=eos, **options)
     return out[0, len(ids):].tolist()
+
+
+def beams(lm, ids: list[int], **params):
+    """The best beam, as the model's own engine runs beam requests."""
+    return lm.engine(params["num_beams"]).generate([ids], SamplingParams(**params))[0]
 
 
 def cut(text: str, until: list[str]) -> str:
@@ -59,8 +65,7 @@ def test_beam_search_matches_transformers_gpt3_settings(models):
     for prompt in PROMPTS:
         ids = tok.encode(prompt)
         for stop in ("e", " "):
-            ours = beam_search(lm.model, ids, 12, num_beams=4, length_penalty=0.6, eos_id=eos,
-                               ends=lambda tokens, s=stop: s in tok.decode(tokens))
+            ours = beams(lm, ids, max_new_tokens=12, num_beams=4, length_penalty=0.6, stop=(stop,))
             theirs = hf_generate(hf, ids, eos, num_beams=4, length_penalty=0.6, max_new_tokens=12,
                                  stop_strings=[stop], tokenizer=hf_tokenizer)
             assert ours.tokens == theirs, (prompt, stop)
@@ -78,8 +83,8 @@ def test_early_stopping_rules_match_transformers(models):
         ids = tok.encode(prompt)
         results = {}
         for early_stopping in (True, False, "never"):
-            ours = beam_search(lm.model, ids, 12, num_beams=4, length_penalty=2.0, eos_id=eos,
-                               ends=lambda tokens: "e" in tok.decode(tokens), early_stopping=early_stopping)
+            ours = beams(lm, ids, max_new_tokens=12, num_beams=4, length_penalty=2.0, stop=("e",),
+                         early_stopping=early_stopping)
             theirs = hf_generate(hf, ids, eos, num_beams=4, length_penalty=2.0, max_new_tokens=12,
                                  early_stopping=early_stopping, stop_strings=["e"], tokenizer=hf_tokenizer)
             assert ours.tokens == theirs, (prompt, early_stopping)
@@ -116,16 +121,19 @@ def test_greedy_matches_transformers_batched_and_truncated(models):
     assert len(tok.encode(long_context)) > lm.config.n_ctx
 
 
-def test_kv_cache_reorder_moves_rows_in_place():
-    cache = KVCache(GPTConfig(vocab_size=8, n_ctx=8, n_layer=1, n_head=1, d_model=2), batch_size=3, max_len=4)
-    k = torch.arange(3.0)[:, None, None, None].expand(3, 1, 2, 2)
-    cache.update(0, k, -k)
-    cache.advance(2)
-    buffer = cache.keys[0]
-    cache.reorder(torch.tensor([2, 2, 0]))
-    assert cache.keys[0] is buffer
-    assert cache.keys[0][:, 0, :2, 0].tolist() == [[2, 2], [2, 2], [0, 0]]
-    assert cache.values[0][:, 0, :2, 0].tolist() == [[-2, -2], [-2, -2], [0, 0]]
+def test_beams_in_one_batch_match_transformers_and_the_python_api_offers_them(models):
+    """Several prompts' beams decode together over one cache (and a greedy prompt beside them, in the eval's
+    batches); `lm.generate(num_beams=...)` gives the same text, cut at the stop."""
+    lm, hf, hf_tokenizer = models
+    tok, eos = lm.tokenizer, lm.tokenizer.eot_id
+    params = SamplingParams(max_new_tokens=10, num_beams=3, length_penalty=0.6, stop=("o",))
+    together = lm.engine(len(PROMPTS) * 3).generate([tok.encode(p) for p in PROMPTS], params)
+    texts = lm.generate(PROMPTS, max_new_tokens=10, num_beams=3, length_penalty=0.6, stop="o")
+    for prompt, ours, text in zip(PROMPTS, together, texts, strict=True):
+        theirs = hf_generate(hf, tok.encode(prompt), eos, num_beams=3, length_penalty=0.6, max_new_tokens=10,
+                             stop_strings=["o"], tokenizer=hf_tokenizer)
+        assert ours.tokens == theirs, prompt
+        assert text == cut(tok.decode([t for t in theirs if t != eos]), ["o"])
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,12 @@
+import itertools
+
 import pytest
 import torch
 
 from gptlab.errors import GptlabError
 from gptlab.engine import Engine, fit_prompt
-from gptlab.generation import DEFAULT_MAX_NEW_TOKENS, SamplingParams, TextStream, generate, next_tokens
+from gptlab.generation import DEFAULT_MAX_NEW_TOKENS, SamplingParams, TextStream, next_tokens
+from gptlab.language_model import LanguageModel, generate
 from gptlab.model import GPT, preset
 from gptlab.tokenizer import byte_tokenizer
 
@@ -150,3 +153,48 @@ def test_a_tiny_temperature_is_greedy_not_a_crash():
     for name in ("temperature", "top_p", "repetition_penalty"):
         with pytest.raises(GptlabError, match=f"{name} must be a finite number"):
             SamplingParams(**{name: float("inf")})
+
+
+def test_a_language_model_keeps_one_engine_and_rebuilds_it_only_when_it_must():
+    lm = LanguageModel(make_model(vocab_size=257), byte_tokenizer())
+    first = lm.generate("ab", max_new_tokens=4, temperature=0)
+    engine = lm.engine()
+    assert lm.generate("ab", max_new_tokens=4, temperature=0) == first and lm.engine() is engine
+    pair = lm.generate(["ab", "cd"], max_new_tokens=4, temperature=0)  # more slots than it had: rebuilt
+    assert pair[0] == first and lm.engine() is not engine and lm.engine().max_batch == 2
+    engine = lm.engine()
+    assert lm.generate("ab", max_new_tokens=4, num_beams=2) and lm.engine() is engine  # beams reuse it
+    lm.model.to(torch.float64)
+    assert lm.generate("ab", max_new_tokens=4, temperature=0) == first and lm.engine() is not engine
+
+
+def test_streams_share_the_engine_and_one_left_early_frees_its_slot():
+    lm = LanguageModel(make_model(vocab_size=257), byte_tokenizer())
+    alone = [lm.generate(p, max_new_tokens=12, temperature=0) for p in ("ab", "xyz")]
+    lm.engine(2)
+    first, second = (lm.stream(p, max_new_tokens=12, temperature=0) for p in ("ab", "xyz"))
+    texts = ["", ""]
+    for pieces in itertools.zip_longest(first, second, fillvalue=""):  # each advances the other's requests
+        texts = [t + p for t, p in zip(texts, pieces, strict=True)]
+    assert texts == alone
+    left = lm.stream("ab", max_new_tokens=30, temperature=1.0)
+    next(left)
+    assert lm.engine().has_work
+    left.close()
+    assert not lm.engine().has_work
+
+
+def test_sampling_mid_training_leaves_the_parameters_where_and_as_they_are():
+    """The trainer samples from the model it trains: the engine shares its parameters, re-laying none."""
+    model = make_model(vocab_size=257).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = torch.randint(0, 257, (2, 16))
+    model(batch).logsumexp(-1).mean().backward()
+    optimizer.step()
+    before = {name: (p.data_ptr(), p.stride(), p.detach().clone()) for name, p in model.named_parameters()}
+    model.eval()
+    assert isinstance(generate(model, byte_tokenizer(), "ab", max_new_tokens=5, num_beams=2), str)
+    assert isinstance(generate(model, byte_tokenizer(), "ab", max_new_tokens=5, temperature=0.8), str)
+    for name, p in model.named_parameters():
+        ptr, stride, value = before[name]
+        assert (p.data_ptr(), p.stride()) == (ptr, stride) and torch.equal(p.detach(), value), name

@@ -9,6 +9,7 @@ import torch
 import transformers
 from helpers import assert_one_line_error, run_cli
 
+import gptlab
 from gptlab.checkpoint import io
 from gptlab.checkpoint.hf import export_hf, import_hf
 from gptlab.errors import GptlabError
@@ -47,7 +48,7 @@ def hf_logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def gptlab_logits(path: Path, ids: torch.Tensor) -> torch.Tensor:
-    return io.load(path).model(ids).float()
+    return gptlab.load(path).model(ids).float()
 
 
 def hf_checkpoint(path: Path, config, tokenizer: Tokenizer | None, layout: str = "safetensors") -> torch.nn.Module:
@@ -105,7 +106,7 @@ def test_import_matches_hf_and_round_trips(tmp_path, tokenizer, ids, make_config
 
     import_hf(tmp_path / "hf", tmp_path / "gptlab")
     assert_close(gptlab_logits(tmp_path / "gptlab", ids), expected)
-    assert_same_ids(io.load(tmp_path / "gptlab").require_tokenizer(), tmp_path / "hf")
+    assert_same_ids(gptlab.load(tmp_path / "gptlab").require_tokenizer(), tmp_path / "hf")
 
     export_hf(tmp_path / "gptlab", tmp_path / "back")
     back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
@@ -115,7 +116,7 @@ def test_import_matches_hf_and_round_trips(tmp_path, tokenizer, ids, make_config
 
 def test_neo_import_keeps_the_attention_pattern(tmp_path, tokenizer):
     hf_checkpoint(tmp_path / "hf", neo_config(tokenizer.vocab_size), tokenizer)
-    config = io.load(import_hf(tmp_path / "hf", tmp_path / "gptlab")).config
+    config = gptlab.load(import_hf(tmp_path / "hf", tmp_path / "gptlab")).config
     assert config.attention == ("global", "local")
     assert (config.window_size, config.qkv_bias, config.d_ff) == (16, False, 96)
 
@@ -127,7 +128,7 @@ def test_openai_gpt_import_leaves_its_own_tokenizer_behind(tmp_path, tokenizer, 
     hf_model = hf_checkpoint(tmp_path / "hf", config, tokenizer)
     import_hf(tmp_path / "hf", tmp_path / "gptlab")
     assert "OpenAIGPTTokenizer" in capsys.readouterr().err
-    lm = io.load(tmp_path / "gptlab")
+    lm = gptlab.load(tmp_path / "gptlab")
     assert lm.tokenizer is None and lm.config.norm == "post"
     assert_close(gptlab_logits(tmp_path / "gptlab", ids), hf_logits(hf_model, ids))
 
@@ -136,7 +137,7 @@ def test_import_without_tokenizer_warns(tmp_path, tokenizer, capsys):
     hf_checkpoint(tmp_path / "hf", gpt2_config(tokenizer.vocab_size), None)
     import_hf(tmp_path / "hf", tmp_path / "gptlab")
     assert "without a tokenizer" in capsys.readouterr().err
-    assert io.load(tmp_path / "gptlab").tokenizer is None
+    assert gptlab.load(tmp_path / "gptlab").tokenizer is None
 
 
 # --- gptlab -> HF -----------------------------------------------------------------------------
@@ -181,7 +182,7 @@ def test_export_matches_gptlab(tmp_path, tokenizer, ids, fields, hf_class):
 
     import_hf(tmp_path / "hf", tmp_path / "back")
     assert_close(gptlab_logits(tmp_path / "back", ids), expected)
-    assert io.load(tmp_path / "back").require_tokenizer().encode(TEXT) == tokenizer.encode(TEXT)
+    assert gptlab.load(tmp_path / "back").require_tokenizer().encode(TEXT) == tokenizer.encode(TEXT)
 
 
 def test_export_declares_gpt1_special_tokens(tmp_path, tokenizer):
@@ -197,7 +198,7 @@ def test_export_declares_gpt1_special_tokens(tmp_path, tokenizer):
     ids = [tok.special_id("<|start|>"), *tok.encode(TEXT), tok.special_id("<|extract|>")]
     assert hf_tok.decode(ids) == tok.decode(ids)
     import_hf(tmp_path / "hf", tmp_path / "back")
-    assert io.load(tmp_path / "back").require_tokenizer().special_tokens == tok.special_tokens
+    assert gptlab.load(tmp_path / "back").require_tokenizer().special_tokens == tok.special_tokens
 
 
 def test_neo_export_compresses_uneven_attention_patterns(tmp_path, tokenizer):

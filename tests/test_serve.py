@@ -668,3 +668,17 @@ def test_serve_refuses_a_missing_checkpoint(tmp_path, capsys):
     from helpers import assert_one_line_error, run_cli
 
     assert_one_line_error(run_cli(capsys, "serve", tmp_path / "nope"), "no gptlab checkpoint at")
+
+
+def test_beam_search_is_served_as_the_python_api_gives_it(client, lm):
+    """`num_beams` (an extra field, as vLLM and transformers name it) runs beams in the server's engine."""
+    prompt, beams = "the sky is", {"num_beams": 3, "length_penalty": 0.6}
+    best = lm.generate(prompt, max_new_tokens=8, **beams)
+    assert best != lm.generate(prompt, max_new_tokens=8, temperature=0)  # the beams really change the answer
+    done = client.completions.create(model=NAME, prompt=prompt, max_tokens=8, extra_body=beams)
+    assert done.choices[0].text == best and done.usage.completion_tokens == 8
+    chunks = client.completions.create(model=NAME, prompt=prompt, max_tokens=8, stream=True, extra_body=beams)
+    assert "".join(chunk.choices[0].text for chunk in chunks) == best
+    for options, message in [({"logprobs": 2}, "samples nothing: drop logprobs"), ({"n": 2}, "n > 1 with num_beams")]:
+        with pytest.raises(openai.BadRequestError, match=message):
+            client.completions.create(model=NAME, prompt=prompt, max_tokens=8, extra_body=beams, **options)

@@ -191,7 +191,7 @@ def test_a_training_run_that_slows_down_says_so_once(tmp_path, corpus, monkeypat
 
 def test_the_engine_and_the_scorer_apply_the_count_in_their_own_thread(small_tokenizer):
     """The server's engine runs in a thread of its own: it takes the count at its steps, as eval's scorer does."""
-    from gptlab.checkpoint.io import LanguageModel
+    from gptlab.language_model import LanguageModel
     from gptlab.engine import Engine
     from gptlab.eval.scoring import score_tokens
     from gptlab.generation.params import SamplingParams

@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 # processes, `gptlab --help`) do not pay for importing PyTorch.
 _EXPORTS = {
     "GPT": "model", "GPTConfig": "model", "preset": "model",
-    "LanguageModel": "checkpoint", "load": "checkpoint", "save": "checkpoint",
-    "SamplingParams": "generation", "generate": "generation", "stream": "generation",
+    "LanguageModel": "language_model", "load": "language_model", "save": "checkpoint",
+    "SamplingParams": "generation", "generate": "language_model", "stream": "language_model",
     "Tokenizer": "tokenizer", "train_tokenizer": "tokenizer",
     "evaluate": "eval", "EvalConfig": "eval", "EvalResults": "eval",
     "quickstart": "api", "predict": "api", "Predictions": "api",

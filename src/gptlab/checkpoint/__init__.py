@@ -3,7 +3,7 @@
 from gptlab.lazy import lazy_exports
 
 # Imported on first use, like every package that needs PyTorch (`gptlab --help` must not).
-_EXPORTS = {"export_hf": "hf", "import_hf": "hf", "LanguageModel": "io", "load": "io", "save": "io"}
+_EXPORTS = {"export_hf": "hf", "import_hf": "hf", "Checkpoint": "io", "load_checkpoint": "io", "save": "io"}
 
 __all__ = list(_EXPORTS)
 

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 
 from gptlab import atomic
 from gptlab.checkpoint.io import (
-    CONFIG_FILE, FORMAT, WEIGHTS_FILE, build_model, check_vocab, load, load_tokenizer, read_weights, save,
+    CONFIG_FILE, FORMAT, WEIGHTS_FILE, build_model, check_vocab, load_checkpoint, load_tokenizer, read_weights, save,
 )
 from gptlab.errors import GptlabError
 from gptlab.files import check_destination, read_config_dir
@@ -218,7 +218,7 @@ def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool
     dst = Path(dst)
     _check_source(Path(src))
     check_destination(dst, overwrite)
-    lm = load(src)
+    lm = load_checkpoint(src)
     arch = _export_architecture(lm.config)
     hf_config = _config_to_hf(arch, lm.config, lm.tokenizer)
     tensors = _state_to_hf(arch, lm.model)

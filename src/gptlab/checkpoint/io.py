@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -178,43 +179,23 @@ def check_vocab(
         raise GptlabError(f"{source}: tokenizer has {tokens} tokens but the model's vocab_size is {rows}{hint}")
 
 
-class LanguageModel:
-    """A model with its tokenizer: what `gptlab.load` returns and what generation and serving use.
+@dataclass(eq=False)
+class Checkpoint:
+    """A loaded checkpoint: its model (a TaskModel for a GPT-1 fine-tuned one) and tokenizer. `gptlab.load`
+    gives a LanguageModel (gptlab.language_model), which adds generation."""
 
-    `model` is a TaskModel for a GPT-1 fine-tuned checkpoint; it generates as its GPT does.
-    """
-
-    def __init__(self, model: GPT, tokenizer: Tokenizer | None, path: Path | None = None):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.path = path
+    model: GPT
+    tokenizer: Tokenizer | None
+    path: Path | None = None
 
     @property
     def config(self) -> GPTConfig:
         return self.model.config
 
-    def require_tokenizer(self) -> Tokenizer:
-        if self.tokenizer is None:
-            raise GptlabError(f"checkpoint {self.path} has no tokenizer files (vocab.json + merges.txt)")
-        return self.tokenizer
 
-    def generate(self, prompt: str | list[str], **options: Any) -> str | list[str]:
-        from gptlab.generation import generate
-
-        return generate(self.model, self.require_tokenizer(), prompt, **options)
-
-    def stream(self, prompt: str, **options: Any):
-        from gptlab.generation import stream
-
-        return stream(self.model, self.require_tokenizer(), prompt, **options)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        return save(path, self.model, self.tokenizer)
-
-
-def load(
+def load_checkpoint(
     path: str | os.PathLike, device: str | torch.device = "cpu", precision: Precision = "fp32"
-) -> LanguageModel:
+) -> Checkpoint:
     """Load a checkpoint directory written by gptlab (training, `convert --to gptlab`, or `save`).
 
     `device="auto"` picks the GPU when there is one. `precision` ("fp32", "bf16", "int8") converts the
@@ -227,10 +208,10 @@ def load(
     model = build_model(config, load_state(path), f"checkpoint {path}", task)
     tokenizer = load_tokenizer(path)
     check_vocab(config, tokenizer, f"checkpoint {path}")
-    return LanguageModel(apply_precision(model, precision).to(device), tokenizer, path)
+    return Checkpoint(apply_precision(model, precision).to(device), tokenizer, path)
 
 
-def load_structure(path: Path) -> LanguageModel:
+def load_structure(path: Path) -> Checkpoint:
     """The model of a sharded checkpoint with its weights left unset, and its tokenizer.
 
     A resume fills the weights only after FSDP has sharded the model, each process reading its part;
@@ -244,7 +225,7 @@ def load_structure(path: Path) -> LanguageModel:
     model.lm_head.weight = model.wte.weight
     tokenizer = load_tokenizer(path)
     check_vocab(config, tokenizer, f"checkpoint {path}")
-    return LanguageModel(model, tokenizer, path)
+    return Checkpoint(model, tokenizer, path)
 
 
 def consolidate(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -253,6 +234,6 @@ def consolidate(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bo
     check_destination(dst, overwrite)
     if not sharded.is_sharded(src):
         raise GptlabError(f"{src} is not a sharded checkpoint: {sharded.SHARDS_DIR}/.metadata is missing")
-    lm = load(src)
+    lm = load_checkpoint(src)
     kept = {key: value for key, value in read_config(src).items() if key not in ("format", "format_version", "model", "task")}
     return save(dst, lm.model, lm.tokenizer, metadata=kept)

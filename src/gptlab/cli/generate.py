@@ -42,25 +42,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _beams(lm, prompts: list[str], params: SamplingParams, num_beams: int, length_penalty: float):
-    """(prompt index, text) of each prompt's best beam, as `stream_batch` yields pieces."""
-    from gptlab.engine import Engine, fit_prompt
-    from gptlab.generation.text import encode_prompt
-
-    tokenizer = lm.require_tokenizer()
-    engine = Engine(lm.model, tokenizer, max_batch=1)
-    for row, prompt in enumerate(prompts):
-        ids = fit_prompt(encode_prompt(tokenizer, prompt), engine.n_ctx, params)
-        best = engine.beam_search(
-            ids, params.new_tokens(len(ids), engine.n_ctx), num_beams=num_beams, length_penalty=length_penalty,
-            stop=params.stop,
-        )
-        yield row, best.text
-
-
 def run(args: argparse.Namespace) -> None:
     from gptlab.errors import GptlabError
-    from gptlab.generation import stream_batch
 
     load = LoadConfig(**given(args, LoadConfig))
     prompts = list(args.prompt)
@@ -81,16 +64,14 @@ def run(args: argparse.Namespace) -> None:
                 f"--num-beams searches for the likeliest text and samples nothing: drop {', '.join(chosen)}"
             )
         sampling["temperature"] = 0  # one beam is greedy decoding
+        sampling["num_beams"] = args.num_beams
+        sampling["length_penalty"] = DEFAULT_LENGTH_PENALTY if args.length_penalty is None else args.length_penalty
     elif args.length_penalty is not None:
         raise GptlabError("--length-penalty applies to beam search only: add --num-beams")
     params = SamplingParams(**sampling)
     lm = load.load(args.checkpoint)
     batch = [p for p in prompts for _ in range(args.num_samples)]
-    if args.num_beams is not None and args.num_beams > 1:
-        length_penalty = DEFAULT_LENGTH_PENALTY if args.length_penalty is None else args.length_penalty
-        pieces = _beams(lm, batch, params, args.num_beams, length_penalty)
-    else:
-        pieces = stream_batch(lm.model, lm.require_tokenizer(), batch, params)
+    pieces = lm.stream_batch(batch, params)
     if len(batch) == 1:
         if args.echo:
             sys.stdout.write(batch[0])

@@ -1,17 +1,19 @@
 """The inference engine under the CLI, the Python API, the evaluator and the server.
 
 Requests join and leave a running batch at any step (continuous batching). Each holds a slot of one
-preallocated KV cache for as long as it runs; a new request's prompt is prefilled on its own, then it
-decodes one token per step together with every other running request. Each request brings its own
-sampling parameters and its own seeded random generator, so a seeded request gives the same tokens
-alone or in any batch. The engine is synchronous and not thread-safe: one thread drives `step()`.
+preallocated KV cache for as long as it runs (a beam request one per beam); a new request's prompt is
+prefilled on its own, then it decodes one token per step together with every other running request. Each
+request brings its own sampling parameters and its own seeded random generator, so a seeded request gives
+the same tokens alone or in any batch; a beam request keeps the best of its beams at each step and moves
+their cache rows to the slots it holds (gptlab.generation.beam). The engine is synchronous and not
+thread-safe: one thread drives `step()`.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,11 +21,12 @@ import torch
 
 from gptlab import threads
 from gptlab.errors import GptlabError
-from gptlab.generation.beam import EarlyStopping, beam_search
+from gptlab.engine.scoring import score_pairs
+from gptlab.generation.beam import BeamSearch
 from gptlab.generation.params import SamplingParams
 from gptlab.generation.pieces import TextStream
 from gptlab.generation.sampling import apply_repetition_penalty, next_tokens
-from gptlab.model import GPT, SlotCache
+from gptlab.model import GPT, KVCache
 from gptlab.tokenizer import Tokenizer
 
 FinishReason = Literal["stop", "length", "error"]
@@ -83,7 +86,7 @@ def fit_prompt(prompt: list[int], n_ctx: int, params: SamplingParams) -> list[in
 def _column_major_weights(model: GPT) -> None:
     """Store each linear layer's weight column-major: the same tensor values and shape (a transposed view of
     an [in, out] copy), but a matmul with few rows then reads the weights the way CPU BLAS streams them
-    fastest; GPT-2's output head at batch 1 takes half the time. Training and saving see no difference."""
+    fastest; GPT-2's output head at batch 1 takes half the time. Saving sees no difference."""
     for module in model.modules():
         weight = getattr(module, "weight", None)
         if isinstance(module, torch.nn.Linear) and weight.device.type == "cpu" and weight.is_contiguous():
@@ -98,6 +101,13 @@ class _Request:
         self.budget = budget
         self.generated = 0
         self.pending = -1  # last sampled token, fed to the model at the next decode step
+        self.finished = False
+        self.beams: BeamSearch | None = None  # a beam request holds `params.num_beams` slots, one per beam
+        if params.beam_search:
+            self.beams = BeamSearch(
+                params.num_beams, budget, length_penalty=params.length_penalty, eos_id=engine.eot_id,
+                ends=engine.stop_check(params.stop), early_stopping=params.early_stopping,
+            )
         self.generator = torch.Generator(device=engine.device)
         if params.seed is not None:
             self.generator.manual_seed(params.seed % SEED_RANGE)
@@ -114,43 +124,57 @@ class _Request:
             self.seen = torch.zeros(engine.vocab_size, dtype=torch.bool, device=engine.device)
             self.seen[torch.tensor(prompt, device=engine.device)] = True
 
+    @property
+    def slots(self) -> int:
+        return self.params.num_beams
+
+    def next_input(self, beam: int) -> int:
+        return self.pending if self.beams is None else self.beams.beams[beam][-1]
+
 
 class Engine:
     """`add()` requests, then call `step()` until `has_work` is False; `cancel()` at any time between steps."""
 
-    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, *, max_batch: int = 16):
+    def __init__(
+        self, model: GPT, tokenizer: Tokenizer | None = None, *, max_batch: int = 16, inference_layout: bool = False
+    ):
         """`tokenizer` turns tokens into text, ends requests at `<|endoftext|>` and finds stop strings; without
-        one the engine works on ids only. `max_batch`: KV-cache slots, the most requests decoding at once."""
+        one the engine works on ids only. `max_batch`: KV-cache slots, the most sequences decoding at once (a
+        beam request takes one per beam). The engine shares the model's parameters; `inference_layout` lets
+        it re-lay them for faster decoding (values unchanged, storage not): only for a model no one trains."""
         if max_batch < 1:
             raise GptlabError(f"max_batch must be at least 1, got {max_batch}")
         self.model = model.eval()
-        _column_major_weights(model)
+        if inference_layout:
+            _column_major_weights(model)
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
+        self.dtype = model.wte.weight.dtype
         self.n_ctx = model.config.n_ctx
         # ids past the tokenizer's vocabulary (a model padded to a multiple of 128) are never sampled
         self.vocab_size = tokenizer.vocab_size if tokenizer is not None else model.config.vocab_size
         self.eot_id = tokenizer.eot_id if tokenizer is not None else None
         self.max_batch = max_batch
-        self.cache = SlotCache(model.config, max_batch, self.n_ctx, device=self.device, dtype=model.wte.weight.dtype)
-        self.running: list[_Request] = []  # running[i] holds cache slot i
+        self.cache = KVCache(model.config, max_batch, self.n_ctx, device=self.device, dtype=self.dtype)
+        self.rows: list[tuple[_Request, int]] = []  # rows[i]: the request holding cache slot i, and its beam there
         self.waiting: deque[_Request] = deque()
         self._ids = itertools.count()
+        self._inboxes: dict[int, deque[TokenOutput]] = {}  # request id -> where `run` collects its outputs
 
     @property
     def has_work(self) -> bool:
-        return bool(self.running or self.waiting)
+        return bool(self.rows or self.waiting)
 
     @property
     def num_running(self) -> int:
-        return len(self.running)
+        return len({request.id for request, _ in self.rows})
 
     @property
     def num_waiting(self) -> int:
         return len(self.waiting)
 
     def add(self, prompt: list[int], params: SamplingParams) -> int:
-        """Queue a request; it starts at the next step with a free slot. Returns its id."""
+        """Queue a request; it starts at the next step with enough free slots. Returns its id."""
         if not prompt:
             raise GptlabError("a prompt needs at least one token")
         if params.stop and self.tokenizer is None:
@@ -159,57 +183,121 @@ class Engine:
             raise GptlabError(f"prompt token ids must be in [0, {self.vocab_size}), got {min(prompt)}..{max(prompt)}")
         if params.logit_bias and max(params.logit_bias) >= self.vocab_size:
             raise GptlabError(f"logit_bias: token ids must be in [0, {self.vocab_size}), got {max(params.logit_bias)}")
+        if params.num_beams > self.max_batch:
+            raise GptlabError(
+                f"num_beams {params.num_beams} needs as many cache slots; this engine has {self.max_batch}"
+            )
+        if params.num_beams > self.vocab_size:
+            raise GptlabError(f"num_beams {params.num_beams} exceeds the vocabulary of {self.vocab_size} tokens")
         prompt = fit_prompt(prompt, self.n_ctx, params)
         request = _Request(next(self._ids), prompt, params, params.new_tokens(len(prompt), self.n_ctx), self)
         self.waiting.append(request)
         return request.id
 
+    def stop_check(self, stop: tuple[str, ...]) -> Callable[[list[int]], bool] | None:
+        """Whether generated tokens' text holds a stop string (for beams, which have no running text)."""
+        if not stop:
+            return None
+        tokenizer = self.tokenizer
+        return lambda tokens: _stop_at(tokenizer.decode(tokens), stop) is not None
+
     def cancel(self, request_id: int) -> bool:
-        """Drop a request, freeing its slot at once. False when it is not (or no longer) here."""
+        """Drop a request, freeing its slots at once. False when it is not (or no longer) here."""
         for request in self.waiting:
             if request.id == request_id:
                 self.waiting.remove(request)
                 return True
-        for slot, request in enumerate(self.running):
-            if request.id == request_id:
-                self._release([slot])
-                return True
-        return False
+        slots = [slot for slot, (request, _) in enumerate(self.rows) if request.id == request_id]
+        self._release(slots)
+        return bool(slots)
 
     @torch.inference_mode()
     def step(self) -> list[TokenOutput]:
-        """Decode one token for every running request, then prefill waiting ones into free slots (their
+        """Decode one token for every running sequence, then prefill waiting requests into free slots (their
         first token). Finished requests leave the batch and free their slots."""
         threads.tick(self.device)
         outputs: list[TokenOutput] = []
-        if self.running:
-            self.cache.decode(len(self.running))
-            ids = torch.tensor([[r.pending] for r in self.running], device=self.device)
-            outputs += self._sample(self.running, self.model(ids, cache=self.cache)[:, -1])
-        start = len(self.running)
-        admitted = [self.waiting.popleft() for _ in range(min(self.max_batch - start, len(self.waiting)))]
+        if self.rows:
+            self.cache.decode(len(self.rows))
+            ids = torch.tensor([[request.next_input(beam)] for request, beam in self.rows], device=self.device)
+            logits = self.model(ids, cache=self.cache)[:, -1]
+            outputs += self._next(list(range(len(self.rows))), logits)
+        admitted: list[_Request] = []
+        free = self.max_batch - len(self.rows)
+        while self.waiting and self.waiting[0].slots <= free:  # first come, first served
+            admitted.append(self.waiting.popleft())
+            free -= admitted[-1].slots
         if admitted:
-            self.running += admitted
-            outputs += self._sample(admitted, self._prefill(admitted, start))
-        self._release([slot for slot, r in enumerate(self.running) if r.pending < 0])
+            firsts = []
+            for request in admitted:
+                firsts.append(len(self.rows))
+                self.rows += [(request, beam) for beam in range(request.slots)]
+            outputs += self._next(firsts, self._prefill(admitted, firsts))
+        self._release([slot for slot, (request, _) in enumerate(self.rows) if request.finished])
         return outputs
 
-    def _prefill(self, requests: list[_Request], start: int) -> torch.Tensor:
-        """Run new prompts into slots [start, start + len(requests)), right-padded (the padding's keys lie
-        past each row's length, where decoding overwrites them); the logits after each last prompt token."""
+    def _prefill(self, requests: list[_Request], slots: list[int]) -> torch.Tensor:
+        """Run new prompts into their first slots, right-padded (the padding's keys lie past each row's
+        length, where decoding overwrites them); the logits after each last prompt token. A beam request's
+        other slots are filled from its first when its first step picks the beams."""
         lengths = [len(r.prompt) for r in requests]
         ids = torch.zeros(len(requests), max(lengths), dtype=torch.long, device=self.device)
         for row, request in enumerate(requests):
             ids[row, : lengths[row]] = torch.tensor(request.prompt, device=self.device)
-        self.cache.prefill(start, start + len(requests))
+        together = slots == list(range(slots[0], slots[0] + len(slots)))  # no beam request among them
+        rows = slice(slots[0], slots[0] + len(slots)) if together else torch.tensor(slots, device=self.device)
+        self.cache.prefill(rows)
         hidden = self.model(ids, cache=self.cache, return_hidden=True)
         last = torch.tensor(lengths, device=self.device) - 1
-        self.cache.lengths[start : start + len(requests)] = last + 1
+        self.cache.lengths[rows] = last + 1
         return self.model.lm_head(hidden[torch.arange(len(requests), device=self.device), last])
+
+    def _next(self, slots: list[int], logits: torch.Tensor) -> list[TokenOutput]:
+        """The next step of the requests holding `slots` (`logits` row i from slot i): sampled requests get
+        their next token, beam requests their next beams."""
+        logits = logits[:, : self.vocab_size]
+        sampled = [i for i, slot in enumerate(slots) if self.rows[slot][0].beams is None]
+        outputs = self._sample([self.rows[slots[i]][0] for i in sampled], logits[sampled]) if sampled else []
+        beams: dict[int, dict[int, int]] = {}  # request id -> beam -> logits row
+        for i, slot in enumerate(slots):
+            request, beam = self.rows[slot]
+            if request.beams is not None:
+                beams.setdefault(request.id, {})[beam] = i
+        for rows in beams.values():
+            request = self.rows[slots[rows[0]]][0]
+            live = [rows[beam] for beam in range(len(request.beams.beams))]
+            outputs += self._beam_step(request, logits[live])
+        return outputs
+
+    def _beam_step(self, request: _Request, logits: torch.Tensor) -> list[TokenOutput]:
+        """Advance a beam request: its slots take the beams kept, copied from the slots of those they continue.
+        Finished, it gives its best hypothesis as its tokens, the whole text with the last."""
+        search = request.beams
+        sources = search.step(logits)
+        if search.done:
+            request.finished = True
+            return self._best(request)
+        held = {beam: slot for slot, (r, beam) in enumerate(self.rows) if r is request}
+        slots = sorted(held.values())
+        self.cache.copy(slots, [held[source] for source in sources])
+        for beam, slot in enumerate(slots):
+            self.rows[slot] = (request, beam)
+        return []
+
+    def _best(self, request: _Request) -> list[TokenOutput]:
+        tokens = request.beams.best.tokens
+        ended = tokens[-1] == self.eot_id
+        text = "" if self.tokenizer is None else self.tokenizer.decode(tokens[:-1] if ended else tokens)
+        cut = _stop_at(text, request.params.stop)
+        finish: FinishReason = "stop" if ended or cut is not None else "length"
+        last = len(tokens) - 1
+        return [
+            TokenOutput(request.id, token, "" if i < last else text[:cut], None, [], None if i < last else finish)
+            for i, token in enumerate(tokens)
+        ]
 
     def _sample(self, requests: list[_Request], logits: torch.Tensor) -> list[TokenOutput]:
         """Each request's next token; a request whose token cannot be had fails alone (finish_reason "error")."""
-        logits = logits[:, : self.vocab_size]
         plain = all(r.params.temperature == 0 and r.seen is None and r.bias is None for r in requests)
         greedy = logits.argmax(dim=-1).tolist() if plain else None
         want = [r.params.logprobs is not None for r in requests]
@@ -226,7 +314,7 @@ class Engine:
                         top = list(zip(ids.tolist(), values.tolist(), strict=True))
                 outputs.append(self._advance(request, token, logprob, top))
             except Exception as e:  # noqa: BLE001 - one request's failure must not end the others'
-                request.pending = -1
+                request.finished = True
                 outputs.append(TokenOutput(request.id, -1, "", None, [], "error", e))
         return outputs
 
@@ -238,7 +326,7 @@ class Engine:
         return int(next_tokens(logits, request.params, request.generator)[0])
 
     def _advance(self, request: _Request, token: int, logprob: float | None, top: list[tuple[int, float]]) -> TokenOutput:
-        """Record a request's new token; a finished request is marked (pending < 0) for release."""
+        """Record a request's new token; a finished request is marked for release."""
         request.generated += 1
         if request.seen is not None:
             request.seen[token] = True
@@ -254,31 +342,48 @@ class Engine:
             finish = "length"
         if finish is not None:
             text += request.text.close()
-        request.pending = -1 if finish else token
+        request.pending, request.finished = token, finish is not None
         return TokenOutput(request.id, token, text, logprob, top, finish)
 
     def _release(self, slots: Iterable[int]) -> None:
-        """Free slots, keeping the running rows packed: the last row moves into each freed slot."""
+        """Free slots, keeping the rows in use packed: the last row moves into each freed slot."""
         for slot in sorted(slots, reverse=True):
-            last = len(self.running) - 1
+            last = len(self.rows) - 1
             if slot != last:
-                self.cache.move(last, slot)
-                self.running[slot] = self.running[last]
-            self.running.pop()
+                self.cache.copy([slot], [last])
+                self.rows[slot] = self.rows[last]
+            self.rows.pop()
 
     def run(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams]) -> Iterator[tuple[int, TokenOutput]]:
-        """Generate for a batch of prompts: (prompt index, output) as tokens arrive."""
+        """Generate for a batch of prompts: (prompt index, output) as tokens arrive. Other runs may share the
+        engine (each gets its own outputs); closing the iterator early cancels what is left of this one."""
         each = params if isinstance(params, list) else [params] * len(prompts)
-        index = {self.add(prompt, p): i for i, (prompt, p) in enumerate(zip(prompts, each, strict=True))}
-        remaining = set(index)
-        while remaining:
-            for output in self.step():
-                if output.request_id in remaining:
+        index: dict[int, int] = {}
+        remaining: set[int] = set()
+        inbox: deque[TokenOutput] = deque()
+        try:
+            for i, (prompt, p) in enumerate(zip(prompts, each, strict=True)):
+                request_id = self.add(prompt, p)
+                index[request_id] = i
+                remaining.add(request_id)
+                self._inboxes[request_id] = inbox
+            while remaining:
+                if not inbox:
+                    for output in self.step():
+                        if output.request_id in self._inboxes:
+                            self._inboxes[output.request_id].append(output)
+                while inbox:
+                    output = inbox.popleft()
                     if output.error is not None:
                         raise output.error
                     yield index[output.request_id], output
                     if output.finish_reason:
                         remaining.discard(output.request_id)
+        finally:
+            for request_id in index:
+                del self._inboxes[request_id]
+            for request_id in remaining:
+                self.cancel(request_id)
 
     def generate(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams]) -> list[Completion]:
         """Complete a batch of prompts, returning each one's tokens, text, log-probabilities and finish reason."""
@@ -292,7 +397,6 @@ class Engine:
             done.finish_reason = output.finish_reason
         return completions
 
-    @torch.inference_mode()
     def score(self, prompt: list[int], top_n: int = 0) -> list[tuple[float, list[tuple[int, float]]] | None]:
         """Each prompt token's log-probability given the ones before it, with the `top_n` most likely
         alternatives there; None for the first token, which nothing predicts (OpenAI's `echo`)."""
@@ -300,42 +404,10 @@ class Engine:
             raise GptlabError("a prompt needs at least one token")
         if len(prompt) > self.n_ctx:
             raise GptlabError(f"prompt is {len(prompt)} tokens, more than the model's context of {self.n_ctx}")
-        ids = torch.tensor([prompt], device=self.device)
-        logprobs = torch.log_softmax(self.model(ids)[0, :-1, : self.vocab_size].float(), dim=-1)
-        chosen = logprobs.gather(1, ids[0, 1:, None])[:, 0].tolist()
-        scored: list[tuple[float, list[tuple[int, float]]] | None] = [None]
-        for i, value in enumerate(chosen):
-            top = []
-            if top_n:
-                values, top_ids = logprobs[i].topk(top_n)
-                top = list(zip(top_ids.tolist(), values.tolist(), strict=True))
-            scored.append((value, top))
-        return scored
-
-    def beam_search(
-        self, prompt: list[int], max_new_tokens: int, *, num_beams: int = 4, length_penalty: float = 0.6,
-        stop: tuple[str, ...] = (), early_stopping: EarlyStopping = False,
-    ) -> Completion:
-        """The best of `num_beams` beams (GPT-3 decoded with 4 and a length penalty of 0.6), ending at
-        `<|endoftext|>` or a stop string; its text is cut before the first stop string."""
-        if stop and self.tokenizer is None:
-            raise GptlabError("stop strings need a tokenizer to read the generated text")
-        tokenizer = self.tokenizer
-
-        def ends(tokens: list[int]) -> bool:
-            return _stop_at(tokenizer.decode(tokens), stop) is not None
-
-        best = beam_search(
-            self.model, prompt, max_new_tokens, num_beams=num_beams, length_penalty=length_penalty,
-            eos_id=self.eot_id, ends=ends if stop else None, early_stopping=early_stopping, vocab_size=self.vocab_size,
-        )
-        ended = best.tokens[-1] == self.eot_id
-        text = "" if tokenizer is None else tokenizer.decode(best.tokens[:-1] if ended else best.tokens)
-        cut = _stop_at(text, stop)
-        return Completion(
-            tokens=best.tokens, text=text if cut is None else text[:cut],
-            finish_reason="stop" if ended or cut is not None else "length",
-        )
+        if len(prompt) == 1:
+            return [None]
+        [scored] = score_pairs(self.model, [(prompt[:1], prompt[1:])], top_n=top_n, vocab_size=self.vocab_size)
+        return [None, *zip(scored.logprobs, scored.top_logprobs, strict=True)]
 
 
 def _stop_at(text: str, stop: tuple[str, ...]) -> int | None:

@@ -15,14 +15,11 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from gptlab.errors import GptlabError
-from gptlab.engine import Engine
-from gptlab.generation.beam import EarlyStopping
-from gptlab.generation.params import SamplingParams
-from gptlab.generation.text import encode_prompt, stream_batch
+from gptlab.generation.params import EarlyStopping, SamplingParams
+from gptlab.language_model import encode_prompt
 
 if TYPE_CHECKING:
-    from gptlab.checkpoint.io import LanguageModel
-    from gptlab.tokenizer import Tokenizer
+    from gptlab.language_model import LanguageModel
 
 DEFAULT_MAX_GEN_TOKS = 256
 
@@ -85,10 +82,14 @@ class GenerationSettings:
             raise GptlabError("generation_kwargs: beam search with do_sample (beam sampling) is not supported")
 
     def sampling(self, seed: int | None) -> SamplingParams:
-        """Greedy unless do_sample, as `transformers` decides (temperature alone does not sample)."""
-        temperature = self.temperature if self.do_sample else 0.0
+        """Greedy (or beams) unless do_sample, as `transformers` decides (temperature alone does not sample)."""
+        if not self.do_sample:
+            return SamplingParams(
+                max_new_tokens=self.max_gen_toks, temperature=0.0, stop=self.until, truncate=True,
+                num_beams=self.num_beams, length_penalty=self.length_penalty, early_stopping=self.early_stopping,
+            )
         return SamplingParams(
-            max_new_tokens=self.max_gen_toks, temperature=temperature, top_k=self.top_k, top_p=self.top_p,
+            max_new_tokens=self.max_gen_toks, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
             seed=seed, stop=self.until, truncate=True,
         )
 
@@ -101,9 +102,10 @@ def generate_until(
     *,
     seed: int | None = None,
 ) -> list[str]:
-    """The continuation of each (context, generation_kwargs) request, cut before its first stop string.
+    """The continuation of each (context, generation_kwargs) request, cut before its first stop string, over
+    the model's engine: at most `batch_size` requests decode at once (each beam takes a slot of its own).
 
-    `seed` seeds sampled requests (do_sample), one generator per batch of `batch_size`.
+    `seed` seeds sampled requests (do_sample), each request's generator alike.
     """
     if batch_size < 1:
         raise GptlabError(f"batch_size must be at least 1, got {batch_size}")
@@ -121,27 +123,10 @@ def generate_until(
     outputs = [""] * len(requests)
     with tqdm(total=len(requests), disable=not progress, desc="generate_until", unit="req") as bar:
         for settings, rows in groups.items():
-            if settings.num_beams > 1:
-                for row in rows:
-                    outputs[row] = _beam(lm, tokenizer, requests[row][0], settings)
-                    bar.update(1)
-                continue
-            rows = sorted(rows, key=lambda r: -len(requests[r][0]))  # similar lengths pad less
-            for start in range(0, len(rows), batch_size):
-                batch = rows[start : start + batch_size]
-                texts = [""] * len(batch)
-                params = settings.sampling(seed)
-                for i, piece in stream_batch(lm.model, tokenizer, [requests[r][0] for r in batch], params):
-                    texts[i] += piece
-                for row, text in zip(batch, texts, strict=True):
-                    outputs[row] = text
-                bar.update(len(batch))
+            rows = sorted(rows, key=lambda r: -len(requests[r][0]))  # similar lengths decode together
+            engine = lm.engine(batch_size * settings.num_beams)
+            prompts = [encode_prompt(tokenizer, requests[r][0]) for r in rows]
+            for i, output in engine.run(prompts, settings.sampling(seed)):
+                outputs[rows[i]] += output.text
+                bar.update(output.finish_reason is not None)
     return outputs
-
-
-def _beam(lm: LanguageModel, tokenizer: Tokenizer, context: str, settings: GenerationSettings) -> str:
-    prompt = encode_prompt(tokenizer, context)[-(lm.model.config.n_ctx - settings.max_gen_toks) :]
-    return Engine(lm.model, tokenizer, max_batch=1).beam_search(
-        prompt, settings.max_gen_toks, num_beams=settings.num_beams, length_penalty=settings.length_penalty,
-        stop=settings.until, early_stopping=settings.early_stopping,
-    ).text

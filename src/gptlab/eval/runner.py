@@ -20,7 +20,7 @@ from gptlab.eval.tasks import FEWSHOT_SEED, LoadedTasks, harness_error, quiet_ha
 if TYPE_CHECKING:
     from lm_eval.api.task import Task
 
-    from gptlab.checkpoint.io import LanguageModel
+    from gptlab.language_model import LanguageModel
 
 ROLLING = "loglikelihood_rolling"
 

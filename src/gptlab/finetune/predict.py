@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from gptlab.checkpoint.io import LanguageModel
+from gptlab.language_model import LanguageModel
 from gptlab.errors import GptlabError
 from gptlab.eval.metrics import Metric, mean_metric
 from gptlab.files import check_not_under_a_file

@@ -11,7 +11,7 @@ import dataclasses
 import math
 import sys
 
-from gptlab.checkpoint import load
+from gptlab.language_model import load
 from gptlab.data import build_corpus, iter_documents, split_documents
 from gptlab.errors import GptlabError
 from gptlab.finetune.config import FinetuneConfig

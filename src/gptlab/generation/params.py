@@ -8,8 +8,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gptlab.errors import GptlabError
+
+EarlyStopping = bool | Literal["never"]
 
 DEFAULT_MAX_NEW_TOKENS = 128
 """New tokens when max_new_tokens is None, fewer where the model's context ends first."""
@@ -40,6 +43,13 @@ class SamplingParams:
     logit_bias: Mapping[int, float] | None = field(default=None, hash=False)
     """OpenAI's logit_bias: token id -> a bias in [-100, 100] added to its logit before sampling (-100 all but
     bans the token, 100 all but forces it)."""
+    num_beams: int = 1
+    """Above 1: beam search (see gptlab.generation.beam) for the likeliest text, which samples nothing, so
+    temperature and seed do not apply and top_k, top_p, repetition_penalty, logit_bias and logprobs are refused."""
+    length_penalty: float = 1.0
+    """Beam search: a finished beam scores its log-probability / length ** this (transformers' default; GPT-3 0.6)."""
+    early_stopping: EarlyStopping = False
+    """Beam search: when to stop, as transformers' `early_stopping` (True, False or "never")."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
@@ -60,6 +70,28 @@ class SamplingParams:
             raise GptlabError(f"logprobs must be >= 0, got {self.logprobs}")
         if self.repetition_penalty <= 0:
             raise GptlabError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        self._check_beams()
+
+    def _check_beams(self) -> None:
+        if type(self.num_beams) is not int or self.num_beams < 1:
+            raise GptlabError(f"num_beams must be an integer >= 1, got {self.num_beams!r}")
+        if not math.isfinite(self.length_penalty):
+            raise GptlabError(f"length_penalty must be a finite number, got {self.length_penalty}")
+        if self.early_stopping not in (True, False, "never"):
+            raise GptlabError(f"early_stopping must be true, false or 'never', got {self.early_stopping!r}")
+        if self.num_beams > 1:
+            sampling = {"top_k": self.top_k is not None, "top_p": self.top_p is not None,
+                        "repetition_penalty": self.repetition_penalty != 1.0, "logit_bias": self.logit_bias is not None,
+                        "logprobs": self.logprobs is not None}
+            given = [name for name, is_set in sampling.items() if is_set]
+            if given:
+                raise GptlabError(
+                    f"beam search (num_beams > 1) picks the likeliest tokens and samples nothing: drop {', '.join(given)}"
+                )
+
+    @property
+    def beam_search(self) -> bool:
+        return self.num_beams > 1
 
     def new_tokens(self, prompt_tokens: int, n_ctx: int) -> int:
         """How many tokens to generate after a (fitted) prompt of this length."""

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from gptlab.model.config import GPTConfig
-from gptlab.model.kv_cache import KVCache, SlotCache
+from gptlab.model.kv_cache import KVCache
 from gptlab.model.linear import Linear
 from gptlab.model.local_attention import band_mask, local_attention
 
@@ -94,7 +94,7 @@ class CausalSelfAttention(nn.Module):
         self.attn_pdrop = config.attn_pdrop
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
-    def forward(self, x: torch.Tensor, masks: AttentionMasks | None, cache: KVCache | SlotCache | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, masks: AttentionMasks | None, cache: KVCache | None) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.c_attn(x)
         dropout_p = self.attn_pdrop if self.training else 0.0
@@ -143,7 +143,7 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, masks: AttentionMasks | None, cache: KVCache | SlotCache | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, masks: AttentionMasks | None, cache: KVCache | None) -> torch.Tensor:
         if self.pre_ln:  # GPT-2/3: x + f(LN(x))
             x = x + self.attn(self.ln_1(x), masks, cache)
             return x + self.mlp(self.ln_2(x))
@@ -186,27 +186,27 @@ class GPT(nn.Module):
         idx: torch.Tensor,
         *,
         attention_mask: torch.Tensor | None = None,
-        cache: KVCache | SlotCache | None = None,
+        cache: KVCache | None = None,
         return_hidden: bool = False,
     ) -> torch.Tensor:
         """Map token ids [B, T] to logits [B, T, V] (or final hidden states with `return_hidden`).
 
-        `attention_mask` [B, past+T] marks real tokens (1) and left padding (0); positions count
-        real tokens only, so a padded prompt sees the same positions as an unpadded one.
+        With a `cache`, each row continues its own cached sequence (the cache lays out positions and masks).
+        Without, `attention_mask` [B, T] may mark real tokens (1) and left padding (0); positions count
+        real tokens only, so a padded row sees the same positions as an unpadded one.
         """
         B, T = idx.shape
-        if isinstance(cache, SlotCache):  # rows of their own lengths: the cache lays them out
+        if cache is not None:
             positions, dense, local = cache.layout(T, self.config.window_size if self.config.has_local_attention else None)
             masks = None if dense is None else AttentionMasks(dense, local)
         else:
-            past = cache.length if cache is not None else 0
-            if past + T > self.config.n_ctx:
-                raise ValueError(f"sequence length {past + T} exceeds the model's context of {self.config.n_ctx}")
+            if T > self.config.n_ctx:
+                raise ValueError(f"sequence length {T} exceeds the model's context of {self.config.n_ctx}")
             if attention_mask is not None:
-                positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+                positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
             else:
-                positions = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
-            masks = self._masks(T, past, attention_mask, idx.device) if (cache is not None or attention_mask is not None) else None
+                positions = torch.arange(T, device=idx.device).unsqueeze(0)
+            masks = self._masks(T, attention_mask, idx.device) if attention_mask is not None else None
         x = self.drop(self.wte(idx) + self.wpe(positions))
         for block in self.h:
             if self.activation_checkpointing and self.training and cache is None:
@@ -218,15 +218,11 @@ class GPT(nn.Module):
         x = self.ln_f(x)
         return x if return_hidden else self.lm_head(x)
 
-    def _masks(self, T: int, past: int, attention_mask: torch.Tensor | None, device: torch.device) -> AttentionMasks:
+    def _masks(self, T: int, attention_mask: torch.Tensor, device: torch.device) -> AttentionMasks:
         def build(window: int | None) -> torch.Tensor:
-            allowed = band_mask(T, past + T, window, device)[None, None]
-            if attention_mask is not None:
-                allowed = allowed & attention_mask.bool()[:, None, None, :]
-                # padding queries would see no key at all (NaN); let them see themselves, output unused
-                slots = torch.arange(past + T, device=device)
-                allowed = allowed | (slots[None, :] == slots[past:, None])
-            return allowed
+            allowed = band_mask(T, T, window, device)[None, None] & attention_mask.bool()[:, None, None, :]
+            # padding queries would see no key at all (NaN); let them see themselves, output unused
+            return allowed | torch.eye(T, dtype=torch.bool, device=device)
 
         local = build(self.config.window_size) if self.config.has_local_attention else None
         return AttentionMasks(dense=build(None), local=local)

@@ -2,72 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from gptlab.model.config import GPTConfig
 
 
 class KVCache:
-    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, *, device=None, dtype=torch.float32):
-        shape = (batch_size, config.n_head, max_len, config.d_head)
-        self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.length = 0
-        self.max_len = max_len
+    """Keys/values with one slot (row) per sequence, each row at its own length: the one cache of the engine
+    (continuous batching, beam search) and of scoring.
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store this step's keys/values for `layer` and return all of them so far."""
-        end = self.length + k.shape[2]
-        if end > self.max_len:
-            raise ValueError(f"KV cache holds {self.max_len} positions; step would reach {end}")
-        self.keys[layer][:, :, self.length : end] = k
-        self.values[layer][:, :, self.length : end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
-
-    def advance(self, n: int) -> None:
-        self.length += n
-
-    def select(self, rows: torch.Tensor) -> None:
-        """Keep only the given batch rows (finished sequences dropped)."""
-        self.keys = [k[rows] for k in self.keys]
-        self.values = [v[rows] for v in self.values]
-
-    def reorder(self, indices: torch.Tensor) -> None:
-        """Row i takes over what row `indices[i]` held (rows may repeat): beam search continues the beams it
-        picked. Rewrites the filled positions in place, so the preallocated buffers are kept."""
-        end = self.length
-        for cached in (*self.keys, *self.values):
-            cached[:, :, :end] = cached[indices, :, :end]
-
-
-class SlotCache:
-    """Keys/values with one slot per request, for continuous batching.
-
-    Requests join and leave between forwards, so each row has its own length. The engine keeps the rows
-    in use packed at [0, active) (moving the last one into a freed slot), so that a decode step attends
-    over a view of the buffers and never gathers them. A forward is one of two kinds, set just before it:
-    `prefill(start, stop)` runs fresh prompts (right-padded) into rows [start, stop) from position 0, and
-    `decode(stop)` appends one token to each of rows [0, stop) at that row's own length.
+    A forward is one of two kinds, set just before it: `prefill(rows)` runs fresh sequences (right-padded)
+    into the given rows from position 0, and `decode(stop, tokens)` appends `tokens` tokens to each of rows
+    [0, stop) at that row's own length (one when generating; a right-padded continuation when scoring).
+    The engine keeps the rows in use packed at [0, active), so that a decode step attends over a view of the
+    buffers and never gathers them. `copy` moves rows: packing after a row is freed, beams picked, a shared
+    context handed to each of its continuations.
     """
 
     def __init__(self, config: GPTConfig, slots: int, max_len: int, *, device=None, dtype=torch.float32):
         shape = (slots, config.n_head, max_len, config.d_head)
+        # zeros, not empty: attention weighs masked positions by 0, and 0 * NaN would still be NaN
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.lengths = torch.zeros(slots, dtype=torch.long, device=device)
         self.max_len = max_len
-        self._rows = slice(0, 0)
+        self._rows: slice | torch.Tensor = slice(0, 0)
         self._prefilling = False
-        self._width = 0  # key positions a decode step attends over: the longest row, plus the new token
+        self._width = 0  # key positions a decode step attends over: the longest row, plus the new tokens
+        self._positions = self._index = torch.zeros(0, 1, dtype=torch.long, device=device)
 
-    def prefill(self, start: int, stop: int) -> None:
-        self._rows, self._prefilling = slice(start, stop), True
+    def prefill(self, rows: slice | torch.Tensor) -> None:
+        self._rows, self._prefilling = rows, True
 
-    def decode(self, stop: int) -> None:
+    def decode(self, stop: int, tokens: int = 1) -> None:
         self._rows, self._prefilling = slice(0, stop), False
-        self._width = int(self.lengths[:stop].max()) + 1
+        self._width = int(self.lengths[:stop].max()) + tokens
         if self._width > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; a row would reach {self._width}")
+        device = self.lengths.device
+        # where each row's new tokens go [B, T], and their rows [B, 1]: computed once, used by every layer
+        self._positions = self.lengths[:stop, None] + torch.arange(tokens, device=device)
+        self._index = torch.arange(stop, device=device)[:, None]
 
     def layout(self, T: int, window: int | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Positions [B, T] of this forward's tokens, and the dense and local key masks [B, 1, T, keys]
@@ -75,11 +52,11 @@ class SlotCache:
         device = self.lengths.device
         if self._prefilling:
             return torch.arange(T, device=device)[None], None, None
-        position = self.lengths[self._rows, None]  # [B, 1]: where each row's new token goes
-        keys = torch.arange(self._width, device=device)[None]
-        dense = keys <= position
-        local = dense & (keys > position - window) if window is not None else None
-        return position, dense[:, None, None], None if local is None else local[:, None, None]
+        position = self._positions
+        keys = torch.arange(self._width, device=device)
+        dense = keys <= position[:, :, None]
+        local = dense & (keys > position[:, :, None] - window) if window is not None else None
+        return position, dense[:, None], None if local is None else local[:, None]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self._rows
@@ -87,18 +64,21 @@ class SlotCache:
             self.keys[layer][rows, :, : k.shape[2]] = k
             self.values[layer][rows, :, : v.shape[2]] = v
             return k, v
-        index = torch.arange(rows.stop, device=k.device)
-        self.keys[layer][index, :, self.lengths[rows]] = k[:, :, 0]
-        self.values[layer][index, :, self.lengths[rows]] = v[:, :, 0]
+        self.keys[layer][self._index, :, self._positions] = k.transpose(1, 2)
+        self.values[layer][self._index, :, self._positions] = v.transpose(1, 2)
         return self.keys[layer][rows, :, : self._width], self.values[layer][rows, :, : self._width]
 
     def advance(self, n: int) -> None:
         if not self._prefilling:
             self.lengths[self._rows] += n
 
-    def move(self, src: int, dst: int) -> None:
-        """Slot `dst` takes over what `src` holds (the engine packing its rows after one is freed)."""
-        end = int(self.lengths[src])
+    def copy(self, dst: Sequence[int], src: Sequence[int]) -> None:
+        """Row dst[i] takes over what row src[i] holds (sources may repeat, and may be among the destinations)."""
+        pairs = [(d, s) for d, s in zip(dst, src, strict=True) if d != s]
+        if not pairs:
+            return
+        to, of = (torch.tensor(rows, device=self.lengths.device) for rows in zip(*pairs, strict=True))
+        end = int(self.lengths[of].max())
         for cached in (*self.keys, *self.values):
-            cached[dst, :, :end] = cached[src, :, :end]
-        self.lengths[dst] = self.lengths[src]
+            cached[to, :, :end] = cached[of, :, :end]  # the right side is gathered first
+        self.lengths[to] = self.lengths[of]

@@ -18,8 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gptlab.checkpoint import LanguageModel
-from gptlab.engine import Engine
+from gptlab.language_model import LanguageModel
 from gptlab.errors import GptlabError
 from gptlab.serve import DEFAULT_MAX_BODY_BYTES, chat
 from gptlab.serve.completions import Served, chat_completion, completion
@@ -52,7 +51,7 @@ def create_app(
         raise GptlabError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
     tokenizer = lm.require_tokenizer()
     metrics = Metrics()
-    worker = Worker(Engine(lm.model, tokenizer, max_batch=max_batch), max_queue, metrics)
+    worker = Worker(lm.engine(max_batch), max_queue, metrics)
     served = Served(model_name, TokenText(tokenizer), lm.config.n_ctx, worker, metrics)
 
     @asynccontextmanager

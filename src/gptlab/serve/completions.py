@@ -88,6 +88,9 @@ def _check_sampling(served: Served, req: CompletionRequest | ChatCompletionReque
             raise ApiError(400, f"{name} is not supported; use repetition_penalty", param=name)
     if req.stream_options is not None and not req.stream:
         raise ApiError(400, "stream_options is only allowed with stream: true", param="stream_options")
+    if req.num_beams > 1 and req.n > 1:
+        raise ApiError(400, "n > 1 with num_beams > 1 is not supported: beam search gives its one best completion",
+                       param="n")
     vocab = served.text.tokenizer.vocab_size
     if req.logit_bias and max(req.logit_bias) >= vocab:
         raise ApiError(400, f"logit_bias: token id {max(req.logit_bias)} is not in the vocabulary [0, {vocab})",
@@ -102,6 +105,7 @@ def _sampling(req: CompletionRequest | ChatCompletionRequest, budget: int, choic
         max_new_tokens=budget, temperature=req.temperature, top_p=None if req.top_p == 1 else req.top_p,
         top_k=req.top_k, repetition_penalty=req.repetition_penalty, stop=stop, logprobs=logprobs,
         seed=None if req.seed is None else req.seed + choice, logit_bias=req.logit_bias,
+        num_beams=req.num_beams, length_penalty=req.length_penalty,
     )
 
 
@@ -246,7 +250,7 @@ async def completion(served: Served, req: CompletionRequest, request: Request) -
     budgets = [served.budget(ids, req.max_tokens, req.echo) for _, ids in prompts]
     params = [_sampling(req, budget, j, req.stop, req.logprobs) if budget else None
               for budget in budgets for j in range(req.n)]
-    job = served.worker.job(len(params))
+    job = served.worker.job(len(params) * req.num_beams)
     include_usage = req.stream_options is not None and req.stream_options.include_usage
     return await _answer(request, job, req.stream, _TextCompletion(served, req, prompts, params, job, include_usage))
 
@@ -329,7 +333,7 @@ async def chat_completion(served: Served, req: ChatCompletionRequest, request: R
     ids = served.text.tokenizer.encode(prompt)  # message text is text: a special token's name in it stays text
     budget = served.budget(ids, req.max_completion_tokens or req.max_tokens)
     params = [_sampling(req, budget, j, (chat.STOP, *req.stop), None) for j in range(req.n)]
-    job = served.worker.job(req.n)
+    job = served.worker.job(req.n * req.num_beams)
     for index, p in enumerate(params):
         job.generate(index, ids, p)
     include_usage = req.stream_options is not None and req.stream_options.include_usage

@@ -122,6 +122,10 @@ class _Sampling(_Strict):
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logit_bias: LogitBias | None = None
+    num_beams: int = Field(1, ge=1)
+    """Beam search with this many beams (each takes a slot of the engine), as transformers' `num_beams`."""
+    length_penalty: float = 1.0
+    """Beam search: a finished beam scores its log-probability / length ** this."""
     user: str | None = None
     """Metadata: accepted and ignored."""
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from gptlab import atomic
-from gptlab.checkpoint.io import LanguageModel, load, load_structure, save, write_files
+from gptlab.checkpoint.io import Checkpoint, load_checkpoint, load_structure, save, write_files
 from gptlab.checkpoint.sharded import SHARDS_DIR, is_sharded
 from gptlab.errors import GptlabError
 from gptlab.model import GPT
@@ -32,7 +32,7 @@ _PREFIX = "step_"
 
 @dataclass
 class Resumed:
-    lm: LanguageModel
+    lm: Checkpoint
     """For a sharded checkpoint, the model with its weights still unset: `load_shards` fills them."""
     state: dict[str, Any]
     path: Path
@@ -107,7 +107,7 @@ def load_latest(out: Path, device: str | torch.device) -> Resumed | None:
     for path in found:
         try:
             sharded = is_sharded(path)
-            lm = load_structure(path) if sharded else load(path, device=device)
+            lm = load_structure(path) if sharded else load_checkpoint(path, device=device)
             state_file = path / STATE_FILE
             if not state_file.is_file():
                 raise GptlabError(f"{state_file} is missing")

@@ -17,7 +17,7 @@ from gptlab.checkpoint.io import check_vocab
 from gptlab.data import build_corpus, split_documents
 from gptlab.data.shards import is_shards_dir
 from gptlab.errors import GptlabError
-from gptlab.generation import generate
+from gptlab.language_model import generate
 from gptlab.model import GPT, PRESETS, GPTConfig, preset
 from gptlab.model.config import non_embedding_params
 from gptlab.train import distributed
