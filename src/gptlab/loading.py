@@ -11,7 +11,7 @@ from gptlab import settings
 from gptlab.settings import AT_LEAST_1
 
 if TYPE_CHECKING:
-    from gptlab.checkpoint import LanguageModel
+    from gptlab.language_model import LanguageModel
 
 
 @dataclass
@@ -29,7 +29,7 @@ class LoadConfig:
 
     def load(self, checkpoint: str | os.PathLike) -> LanguageModel:
         """The checkpoint, loaded with these settings (the thread count applies to the whole process)."""
-        from gptlab.checkpoint import load
+        from gptlab.language_model import load
         from gptlab.threads import use_threads
 
         use_threads(self.threads)

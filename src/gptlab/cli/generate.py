@@ -29,12 +29,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-samples", type=int, default=1, help="completions per prompt (default 1)")
     parser.add_argument("--echo", action="store_true", help="print each prompt, then its completion")
     parser.add_argument(
-        "--num-beams", type=int,
+        "--num-beams", type=int, default=argparse.SUPPRESS,
         help="beam search with this many beams instead of sampling (GPT-3 used 4; 1 is greedy decoding); "
              "prints the best beam",
     )
     parser.add_argument(
-        "--length-penalty", type=float,
+        "--length-penalty", type=float, default=argparse.SUPPRESS,
         help=f"beam search: a beam's score is its log-probability / length ** this (default {DEFAULT_LENGTH_PENALTY}, "
              "as GPT-3)",
     )
@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> None:
         prompts = [""]  # unconditional sample, started from <|endoftext|>
     if args.num_samples < 1:
         raise GptlabError(f"--num-samples must be at least 1, got {args.num_samples}")
-    sampling = given(args, SamplingParams)
-    if args.num_beams is not None:
+    sampling = given(args, SamplingParams)  # --num-beams and --length-penalty included, when given
+    if "num_beams" in sampling:
         if args.num_beams < 1:
             raise GptlabError(f"--num-beams must be at least 1, got {args.num_beams}")
         chosen = [f"--{name.replace('_', '-')}" for name in _SAMPLING if name in sampling]
@@ -64,9 +64,8 @@ def run(args: argparse.Namespace) -> None:
                 f"--num-beams searches for the likeliest text and samples nothing: drop {', '.join(chosen)}"
             )
         sampling["temperature"] = 0  # one beam is greedy decoding
-        sampling["num_beams"] = args.num_beams
-        sampling["length_penalty"] = DEFAULT_LENGTH_PENALTY if args.length_penalty is None else args.length_penalty
-    elif args.length_penalty is not None:
+        sampling.setdefault("length_penalty", DEFAULT_LENGTH_PENALTY)
+    elif "length_penalty" in sampling:
         raise GptlabError("--length-penalty applies to beam search only: add --num-beams")
     params = SamplingParams(**sampling)
     lm = load.load(args.checkpoint)

@@ -64,7 +64,7 @@ def evaluate(
     out = Path(config.out) if config.out else default_out(config.checkpoint)
     report.check_out(out)
 
-    from gptlab.checkpoint import load
+    from gptlab.language_model import load
     from gptlab.eval.runner import evaluate_loaded
     from gptlab.threads import use_threads
 
