@@ -169,14 +169,12 @@ def long_functions(src: Path = SRC) -> list[str]:
 # --- the rules ------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="issue 21 in progress")
 def test_no_import_cycle_between_files_or_packages():
     files = file_graph()
     knots = [describe(c) for c in cycles(files)] + [describe(c, files) for c in cycles(package_graph(files))]
     assert not knots, "import cycles:\n  " + "\n\n  ".join(knots)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 21 in progress")
 def test_no_function_longer_than_80_lines_but_argument_registration():
     too_long = long_functions()
     assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines:\n  " + "\n  ".join(too_long)

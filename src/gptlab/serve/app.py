@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gptlab.language_model import LanguageModel
 from gptlab.errors import GptlabError
+from gptlab.language_model import LanguageModel
 from gptlab.serve import DEFAULT_MAX_BODY_BYTES, chat
 from gptlab.serve.completions import Served, chat_completion, completion
 from gptlab.serve.guard import BodyTooLarge, Guard
@@ -29,6 +29,7 @@ from gptlab.serve.protocol import (
 )
 from gptlab.serve.tokens import TokenText
 from gptlab.serve.worker import Worker
+from gptlab.tokenizer import Tokenizer
 
 log = logging.getLogger("gptlab.serve")
 
@@ -64,7 +65,16 @@ def create_app(
 
     app = FastAPI(title="gptlab", lifespan=lifespan, docs_url=None, redoc_url=None)
     _add_error_handlers(app)
+    app.include_router(_openai_routes(served))
+    app.include_router(_tokenizer_routes(served, tokenizer))
+    app.include_router(_service_routes(worker, metrics))
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes, open_paths=OPEN_PATHS)
+    app.add_middleware(_Measured, metrics=metrics)
+    return app
 
+
+def _openai_routes(served: Served) -> APIRouter:
+    """OpenAI's API: completions, chat completions and the model list."""
     v1 = APIRouter(prefix="/v1")
 
     @v1.post("/completions")
@@ -84,21 +94,26 @@ def create_app(
         served.check_model(model)
         return _model_card(served)
 
-    app.include_router(v1)
+    return v1
 
-    @app.post("/tokenize")
+
+def _tokenizer_routes(served: Served, tokenizer: Tokenizer) -> APIRouter:
+    """The tokenizer endpoints as vLLM names them (lm-evaluation-harness's remote tokenizer reads them)."""
+    router = APIRouter()
+
+    @router.post("/tokenize")
     async def tokenize(req: TokenizeRequest) -> dict:
         ids = served.text.encode(req.prompt)
         return {"tokens": ids, "count": len(ids), "max_model_len": served.n_ctx}
 
-    @app.post("/detokenize")
+    @router.post("/detokenize")
     async def detokenize(req: DetokenizeRequest) -> dict:
         vocab = tokenizer.vocab_size
         if req.tokens and not 0 <= min(req.tokens) <= max(req.tokens) < vocab:
             raise ApiError(400, f"token ids must be in [0, {vocab})", param="tokens")
         return {"prompt": served.text.decode(req.tokens)}
 
-    @app.get("/tokenizer_info")
+    @router.get("/tokenizer_info")
     async def tokenizer_info() -> dict:
         eot = "<|endoftext|>" if tokenizer.eot_id is not None else None
         return {
@@ -107,26 +122,31 @@ def create_app(
             "chat_template": chat.TEMPLATE,
         }
 
-    @app.get("/health")
+    return router
+
+
+def _service_routes(worker: Worker, metrics: Metrics) -> APIRouter:
+    """Health, Prometheus metrics and the playground page."""
+    router = APIRouter()
+
+    @router.get("/health")
     async def health() -> Response:
         if not worker.alive:
             return JSONResponse({"status": "error", "reason": str(worker.failure or "engine stopped")}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics")
+    @router.get("/metrics")
     async def prometheus() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
     page = resources.files("gptlab.serve").joinpath("static/playground.html").read_text(encoding="utf-8")
 
-    @app.get("/", response_class=HTMLResponse)
+    @router.get("/", response_class=HTMLResponse)
     async def playground() -> str:
         return page
 
-    app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes, open_paths=OPEN_PATHS)
-    app.add_middleware(_Measured, metrics=metrics)
-    return app
+    return router
 
 
 def _model_card(served: Served) -> dict:

@@ -554,12 +554,7 @@ def mix(
     from gptlab.tokenizer import load_tokenizer
 
     share = mixture.shares(weights, sources)
-    if tokens is not None:
-        _check_whole("the token budget", tokens, 1)
-    _check_whole("the seed", seed, 0)
-    _check_whole("shard_tokens", shard_tokens, 1)
-    if not max_epochs >= 1:
-        raise GptlabError(f"max_epochs must be 1 or more, got {max_epochs}")
+    _check_mix_numbers(tokens, seed, shard_tokens, max_epochs)
     files = {name: _files(paths, output) for name, paths in sources.items()}
     tok = load_tokenizer(tokenizer)
     if tok.eot_id is None:
@@ -580,32 +575,10 @@ def mix(
             seed=seed,
         ),
     )
-    for name, source_files in files.items():
-        work = str(ws.work / "sources" / name)
-        ws.run(
-            f"tokenize-{name}",
-            [
-                ReadInputs(source_files, work, str(ws.malformed / name)),
-                Tokenize(tokenizer, str(ws.work / "tokens" / name)),
-            ],
-            len(source_files),
-            executor,
-        )
-    dtype = token_dtype(tok.vocab_size)
-    tokenized = {
-        name: _Tokenized.load(ws.work / "tokens" / name, len(fs), dtype, tok.vocab_size) for name, fs in files.items()
-    }
+    tokenized = _tokenize_sources(ws, files, tokenizer, tok.vocab_size, executor)
     lengths = {name: np.diff(source.ends, prepend=0) for name, source in tokenized.items()}
     available = {name: int(lengths[name].sum()) for name in sources}
-    if not all(available.values()):
-        raise GptlabError(f"source(s) without any text: {', '.join(n for n, a in available.items() if not a)}")
-    if tokens is None:  # the most without repeating any source
-        quotas = mixture.quotas(share, min(math.floor(available[name] / share[name]) for name in sources))
-        quotas = {name: min(quota, available[name]) for name, quota in quotas.items()}  # not a rounding token more
-    else:
-        quotas = mixture.quotas(share, tokens)
-    for name, quota in quotas.items():
-        mixture.check_epochs(name, quota, available[name], max_epochs)
+    quotas = _quotas(share, available, tokens, max_epochs)
     rng = np.random.default_rng(seed)
     chosen = {name: _take(lengths[name], quotas[name], rng) for name in sources}
     which, position = _interleave({name: len(docs) for name, (docs, _) in chosen.items()}, rng)
@@ -635,6 +608,48 @@ def mix(
     return ws.finish(
         "mix", documents_written=len(which), tokens_written=written, token_budget=sum(quotas.values()), sources=report
     )
+
+
+def _check_mix_numbers(tokens: int | None, seed: int, shard_tokens: int, max_epochs: float) -> None:
+    if tokens is not None:
+        _check_whole("the token budget", tokens, 1)
+    _check_whole("the seed", seed, 0)
+    _check_whole("shard_tokens", shard_tokens, 1)
+    if not max_epochs >= 1:
+        raise GptlabError(f"max_epochs must be 1 or more, got {max_epochs}")
+
+
+def _tokenize_sources(
+    ws: Workspace, files: dict[str, list[str]], tokenizer: str, vocab_size: int, executor: Executor
+) -> dict[str, _Tokenized]:
+    """Each source's documents tokenized into files of its own under the workspace, read back lazily."""
+    for name, source_files in files.items():
+        work = str(ws.work / "sources" / name)
+        ws.run(
+            f"tokenize-{name}",
+            [
+                ReadInputs(source_files, work, str(ws.malformed / name)),
+                Tokenize(tokenizer, str(ws.work / "tokens" / name)),
+            ],
+            len(source_files),
+            executor,
+        )
+    dtype = token_dtype(vocab_size)
+    return {name: _Tokenized.load(ws.work / "tokens" / name, len(fs), dtype, vocab_size) for name, fs in files.items()}
+
+
+def _quotas(share: dict[str, float], available: dict[str, int], tokens: int | None, max_epochs: float) -> dict[str, int]:
+    """Tokens to take from each source: its share of `tokens`, or without a budget the most that repeats no source."""
+    if not all(available.values()):
+        raise GptlabError(f"source(s) without any text: {', '.join(n for n, a in available.items() if not a)}")
+    if tokens is None:
+        quotas = mixture.quotas(share, min(math.floor(available[name] / share[name]) for name in share))
+        quotas = {name: min(quota, available[name]) for name, quota in quotas.items()}  # not a rounding token more
+    else:
+        quotas = mixture.quotas(share, tokens)
+    for name, quota in quotas.items():
+        mixture.check_epochs(name, quota, available[name], max_epochs)
+    return quotas
 
 
 @dataclass(frozen=True)
