@@ -9,8 +9,6 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parent.parent / "src"
 MAX_FUNCTION_LINES = 80
 ARGUMENT_REGISTRATION = re.compile(r"_?(register|add_\w*arguments)")
