@@ -1,3 +1,6 @@
+"""Checkpoint directories: saved and loaded whole and atomically, and every way one can be missing, damaged or
+mismatched refused in one line."""
+
 import json
 import shutil
 

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_one_line_error, gptlab_cli, run_cli
+from helpers import assert_one_line_error, assert_same_weights, gptlab_cli, kill_at, losses, rewind, run_cli
 from safetensors.torch import load_file
-from test_train import assert_same_weights, kill_at, losses
-from test_train_safety import rewind
 
 import gptlab
 from gptlab.finetune import TaskObjective, TaskSpec, encode, read_rows

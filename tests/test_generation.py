@@ -1,3 +1,6 @@
+"""Text generation through gptlab.load: cached decoding equals the plain model, batching, seeds, sampling filters,
+prompts that do not fit, streamed UTF-8, and the one engine a LanguageModel keeps."""
+
 import itertools
 
 import pytest

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, randomize, run_cli
 
 import gptlab
 from gptlab.checkpoint import io
@@ -29,16 +29,6 @@ def tokenizer(corpus_file: Path) -> Tokenizer:
 @pytest.fixture(scope="module")
 def ids(tokenizer: Tokenizer) -> torch.Tensor:
     return torch.randint(0, tokenizer.vocab_size, (2, SEQ), generator=torch.Generator().manual_seed(0))
-
-
-@torch.no_grad()
-def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:
-    """Non-trivial values everywhere (biases and LayerNorms too), so no mapping passes by accident."""
-    g = torch.Generator().manual_seed(seed)
-    for name, p in model.named_parameters():
-        noise = torch.randn(p.shape, generator=g)
-        p.copy_(1 + 0.1 * noise if ".ln" in f".{name}" and name.endswith("weight") else scale * noise)
-    return model.eval()
 
 
 @torch.no_grad()

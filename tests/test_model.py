@@ -1,3 +1,6 @@
+"""The GPT-1/2/3 model family: parameter counts against the papers, initialisation, norms and activations,
+banded local attention against masked dense attention, and training in fp32 and bf16."""
+
 import math
 
 import pytest

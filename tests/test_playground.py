@@ -7,7 +7,7 @@ import shutil
 
 import httpx
 import pytest
-from test_serve import NAME, make_checkpoint, metric, serving
+from helpers import NAME, make_checkpoint, metric, serving
 
 import gptlab
 from gptlab.serve import create_app

@@ -11,68 +11,20 @@ import random
 import socket
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 import torch
-import uvicorn
-from prometheus_client.parser import text_string_to_metric_families
+from helpers import COLORS, N_CTX, NAME, WORDS, make_checkpoint, metric, serving
 
 import gptlab
-from gptlab.model import GPT, preset
 from gptlab.serve import DEFAULT_MAX_BODY_BYTES, chat, create_app
-from gptlab.tokenizer import train_tokenizer_on_texts
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-WORDS = "red green blue apple pear plum cat dog bird one two three north south east west sun moon star river".split()
-COLORS = ["red", "green", "blue", "yellow"]
-N_CTX = 2048
-NAME = "tiny"
-
-
-def make_checkpoint(root: Path) -> Path:
-    """A random-weight GPT-2-shaped model with a small BPE that never writes <|endoftext|> by itself: its
-    final LayerNorm's bias and the token's (tied) embedding push that logit far down, so every
-    request runs to the length it asks for."""
-    rng = random.Random(0)
-    texts = [" ".join(rng.choice(WORDS) for _ in range(12)) + "?\n" for _ in range(400)] + COLORS
-    tokenizer = train_tokenizer_on_texts(texts, 320, progress=False)
-    torch.manual_seed(0)
-    model = GPT(preset("tiny", vocab_size=tokenizer.vocab_size, n_ctx=N_CTX, init_std=0.2))
-    with torch.no_grad():
-        model.ln_f.bias.fill_(0.1)
-        model.wte.weight[tokenizer.eot_id] = -2.0
-    return gptlab.save(root / NAME, model, tokenizer)
-
-
-@contextmanager
-def serving(app):
-    """Run `app` with uvicorn in a thread on a free loopback port; yields its base URL."""
-    # proto given explicitly: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without it
-    # every small response waits 40 ms for a delayed ACK
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
@@ -150,15 +102,6 @@ def token_name(lm, token: int) -> str:
         return data.decode()
     except UnicodeDecodeError:
         return "bytes:" + "".join(f"\\x{b:02x}" for b in data)
-
-
-def metric(base: str, name: str, key: str | None = None, **labels) -> float:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", headers=headers).text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    raise KeyError(name)
 
 
 def test_completion_is_the_models_greedy_continuation(client, lm):

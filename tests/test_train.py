@@ -2,15 +2,12 @@
 
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_one_line_error, gptlab_cli, run_cli
+from helpers import TINY_TRAIN, assert_one_line_error, assert_same_weights, gptlab_cli, kill_at, losses, run_cli, train_cli
 from safetensors.torch import load_file
 
 import gptlab
@@ -18,37 +15,6 @@ from gptlab.errors import GptlabError
 from gptlab.model import GPT, preset
 from gptlab.train import TrainConfig, build_config
 from gptlab.train.optim import batch_size_at, build_optimizer, lr_at, lr_at_time
-
-TINY = ["--model", "tiny", "--n-layer", "2", "--d-model", "32", "--n-head", "2", "--seq-len", "32",
-        "--batch-size", "8", "--threads", "1", "--no-progress", "--log-every", "1", "--sample-tokens", "0"]
-
-
-def train_cli(*args, **kwargs):
-    return gptlab_cli("train", *args, **kwargs)
-
-
-def losses(out: Path) -> dict[int, float]:
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in rows if "loss" in r}
-
-
-def kill_at(process: subprocess.Popen, checkpoint: Path) -> None:
-    """SIGKILL a training run as soon as `checkpoint` exists, before the run can finish."""
-    deadline = time.time() + 300
-    while not checkpoint.is_dir():
-        assert process.poll() is None and time.time() < deadline, "run ended before the checkpoint"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (checkpoint.parents[1] / "final").exists(), "the run finished before it was killed"
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        assert torch.equal(wa[key], wb[key]), key
-
 
 # --- the recipe --------------------------------------------------------------------------------
 
@@ -159,7 +125,7 @@ def test_bad_config_is_a_clear_error(overrides, message):
 )
 def test_bad_numbers_are_one_line_before_any_work(capsys, tmp_path, corpus, args, fragment):
     out = tmp_path / "run"
-    result = run_cli(capsys, "train", "--data", corpus, "--out", out, "--max-steps", 1, *TINY, *args)
+    result = run_cli(capsys, "train", "--data", corpus, "--out", out, "--max-steps", 1, *TINY_TRAIN, *args)
     assert_one_line_error(result, fragment)
     assert not out.exists()
 
@@ -186,7 +152,7 @@ def test_help_lists_every_key():
 def test_run_directory_and_final_checkpoint(tmp_path, corpus, tokenizer):
     out = tmp_path / "run"
     result = train_cli("--data", corpus, "--tokenizer", tokenizer, "--out", out, "--max-steps", 30, "--eval-every", 15,
-                       "--save-every", 15, *TINY[:-2], "--sample-tokens", 20)
+                       "--save-every", 15, *TINY_TRAIN[:-2], "--sample-tokens", 20)
     assert result.returncode == 0, result.stderr
     assert "bits/byte" in result.stdout and str(out / "final") in result.stdout
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -208,7 +174,7 @@ def test_a_time_budget_ends_the_run_with_a_finished_schedule_and_can_be_extended
     """--max-minutes alone ends the run: no step count is given, the decay reaches its floor by the end, the
     spent time is saved, and a resume needs a larger budget, which continues the clock."""
     out = tmp_path / "run"
-    result = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.04, *TINY)
+    result = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.04, *TINY_TRAIN)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in rows if "lr" in r]
@@ -217,9 +183,9 @@ def test_a_time_budget_ends_the_run_with_a_finished_schedule_and_can_be_extended
     assert lrs[-1] < 0.6 * max(lrs)  # the last steps run late in the decay (its exact shape: the test above)
     state = torch.load(sorted((out / "checkpoints").iterdir())[-1] / "train_state.pt", weights_only=False)
     assert state["elapsed"] >= 0.04 * 60
-    again = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.04, *TINY, "--resume")
+    again = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.04, *TINY_TRAIN, "--resume")
     assert_one_line_error(again, "set a larger max_minutes")
-    longer = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.07, *TINY, "--resume")
+    longer = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-minutes", 0.07, *TINY_TRAIN, "--resume")
     assert longer.returncode == 0, longer.stderr
     assert max(losses(out)) > steps
 
@@ -227,7 +193,7 @@ def test_a_time_budget_ends_the_run_with_a_finished_schedule_and_can_be_extended
 def test_no_progress_hides_only_the_bar_and_the_header_says_what_the_parameter_count_counts(tmp_path, corpus, capsys):
     out = tmp_path / "run"
     result = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-steps", 2, "--eval-every", 2,
-                       *TINY, "--model", "mini", "--n-layer", "4", "--d-model", "128", "--n-head", "4")
+                       *TINY_TRAIN, "--model", "mini", "--n-layer", "4", "--d-model", "128", "--n-head", "4")
     assert result.returncode == 0, result.stderr
     header = result.stdout.splitlines()[0]
     assert header.startswith("model mini: ") and ("fp32" in header or "bf16" in header), result.stdout
@@ -242,7 +208,7 @@ def test_no_progress_hides_only_the_bar_and_the_header_says_what_the_parameter_c
 
 def test_bits_per_byte_is_consistent_with_the_loss(tmp_path, corpus):
     out = tmp_path / "run"
-    assert train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-steps", 10, "--eval-every", 10, *TINY).returncode == 0
+    assert train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-steps", 10, "--eval-every", 10, *TINY_TRAIN).returncode == 0
     row = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
     # byte-level on ASCII text: one token per byte, so bits/byte = nats/token / ln 2, but for the
     # <|endoftext|> that closes the validation text: it costs loss and stands for no bytes
@@ -259,7 +225,7 @@ def test_bpe_tokenizer_is_fitted_to_the_training_split_only(tmp_path):
     fraction = len(tail) / len(head + tail)
     out = tmp_path / "run"
     result = train_cli("--data", data, "--tokenizer", "bpe:400", "--val-fraction", fraction, "--out", out,
-                       "--max-steps", 2, "--eval-every", 2, *TINY)
+                       "--max-steps", 2, "--eval-every", 2, *TINY_TRAIN)
     assert result.returncode == 0, result.stderr
     tok = gptlab.load(out / "final").tokenizer
     specials = set(tok.special_tokens.values())
@@ -269,7 +235,7 @@ def test_bpe_tokenizer_is_fitted_to_the_training_split_only(tmp_path):
 
 
 def test_compiled_training_matches_eager(tmp_path, corpus):
-    args = ["--data", corpus, "--tokenizer", "byte", "--max-steps", 4, "--eval-every", 4, *TINY]
+    args = ["--data", corpus, "--tokenizer", "byte", "--max-steps", 4, "--eval-every", 4, *TINY_TRAIN]
     eager = train_cli(*args, "--out", tmp_path / "eager")
     compiled = train_cli(*args, "--out", tmp_path / "compiled", "--compile")
     assert eager.returncode == 0 and compiled.returncode == 0, compiled.stderr[-2000:]
@@ -281,7 +247,7 @@ def test_tensorboard_logs_the_metrics(tmp_path, corpus):
 
     out = tmp_path / "run"
     result = train_cli("--data", corpus, "--tokenizer", "byte", "--out", out, "--max-steps", 4, "--eval-every", 2,
-                       "--tensorboard", *TINY)
+                       "--tensorboard", *TINY_TRAIN)
     assert result.returncode == 0, result.stderr
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
@@ -294,7 +260,7 @@ def test_tensorboard_logs_the_metrics(tmp_path, corpus):
 
 
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, corpus):
-    args = ["--data", corpus, "--tokenizer", "byte", "--max-steps", 600, "--save-every", 100, "--eval-every", 300, *TINY]
+    args = ["--data", corpus, "--tokenizer", "byte", "--max-steps", 600, "--save-every", 100, "--eval-every", 300, *TINY_TRAIN]
     reference = tmp_path / "reference"
     assert train_cli(*args, "--out", reference).returncode == 0
 
@@ -309,7 +275,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, corpus):
 
 
 def test_corrupt_last_checkpoint_falls_back_to_the_previous(tmp_path, corpus):
-    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 20, "--eval-every", 100, *TINY]
+    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 20, "--eval-every", 100, *TINY_TRAIN]
     reference = tmp_path / "reference"
     assert train_cli(*args, "--max-steps", 60, "--out", reference).returncode == 0
     out = tmp_path / "run"
@@ -324,7 +290,7 @@ def test_corrupt_last_checkpoint_falls_back_to_the_previous(tmp_path, corpus):
 
 
 def test_existing_run_is_not_overwritten_without_resume(tmp_path, corpus):
-    args = ["--data", corpus, "--tokenizer", "byte", "--out", tmp_path / "run", "--max-steps", 5, "--save-every", 5, *TINY]
+    args = ["--data", corpus, "--tokenizer", "byte", "--out", tmp_path / "run", "--max-steps", 5, "--save-every", 5, *TINY_TRAIN]
     assert train_cli(*args).returncode == 0
     assert_one_line_error(train_cli(*args), "already holds checkpoints of a run; resume it")
 
@@ -332,7 +298,7 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path, corpus):
 def test_nan_loss_stops_without_a_poisoned_checkpoint(tmp_path, corpus):
     out = tmp_path / "run"
     args = ["--data", corpus, "--tokenizer", "byte", "--max-steps", 50, "--save-every", 1,
-            "--lr", "1e30", "--warmup-steps", 0, *TINY]
+            "--lr", "1e30", "--warmup-steps", 0, *TINY_TRAIN]
     message = assert_one_line_error(train_cli(*args, "--out", out))
     assert "loss became nan" in message or "loss became inf" in message, message
     failed_step = int(message.split(" at step ")[1].split()[0])
@@ -357,11 +323,11 @@ def test_nan_loss_stops_without_a_poisoned_checkpoint(tmp_path, corpus):
     ],
 )
 def test_bad_training_input_is_one_line(tmp_path, corpus, args, message):
-    base = ["--out", tmp_path / "o", "--max-steps", 1, *TINY]
+    base = ["--out", tmp_path / "o", "--max-steps", 1, *TINY_TRAIN]
     if "--data" not in args:
         base = ["--data", corpus, *base]
     if not args:  # no data at all
-        base = ["--out", tmp_path / "o", "--max-steps", 1, *TINY]
+        base = ["--out", tmp_path / "o", "--max-steps", 1, *TINY_TRAIN]
         message = "no training data"
     assert_one_line_error(train_cli(*base, *args), message)
 
@@ -395,7 +361,7 @@ def test_precision_auto_is_the_default_and_says_what_it_chose(tmp_path, corpus, 
     from gptlab.device import bf16_is_fast
 
     args = [] if precision == "auto" else ["--precision", precision]
-    shown = [arg for arg in TINY if arg != "--no-progress"]  # the run's first line names its precision
+    shown = [arg for arg in TINY_TRAIN if arg != "--no-progress"]  # the run's first line names its precision
     result = train_cli("--data", corpus, "--tokenizer", "byte", "--out", tmp_path / "run", "--max-steps", 2, *shown, *args)
     assert result.returncode == 0, result.stderr
     chose = "bf16 autocast" if precision == "auto" and bf16_is_fast(torch.device("cpu")) else "fp32"

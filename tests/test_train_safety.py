@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -10,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import assert_one_line_error, gptlab_cli, run_cli
-from test_train import TINY, losses, train_cli
+from helpers import TINY_TRAIN, assert_one_line_error, gptlab_cli, losses, rewind, run_cli, train_cli
 
 from gptlab.cli.main import main
 from gptlab.data.shards import read_index
@@ -37,7 +35,7 @@ def steps_saved(out: Path) -> list[int]:
 
 def test_a_second_run_into_a_busy_directory_is_refused_and_a_kill_frees_it(tmp_path, corpus):
     out = tmp_path / "run"
-    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 5, "--eval-every", 1000, *TINY]
+    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 5, "--eval-every", 1000, *TINY_TRAIN]
     first = train_cli(*args, "--max-steps", 100_000, "--out", out, wait=False)
     try:
         wait_for(lambda: steps_saved(out), first, "its first checkpoint")
@@ -76,7 +74,7 @@ def test_the_library_refuses_a_locked_directory(tmp_path, corpus):
 )
 def test_resume_with_changed_settings_is_refused(tmp_path, corpus, change, listed):
     out = tmp_path / "run"
-    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 2, "--eval-every", 100, "--out", out, *TINY]
+    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 2, "--eval-every", 100, "--out", out, *TINY_TRAIN]
     assert train_cli(*args, "--max-steps", 2).returncode == 0
     refused = train_cli(*args, "--max-steps", 4, "--resume", *change)
     assert_one_line_error(refused, listed)
@@ -87,7 +85,7 @@ def test_resume_with_other_data_is_refused_and_max_steps_may_grow(tmp_path, corp
     out = tmp_path / "run"
     other = tmp_path / "other.txt"
     other.write_text(corpus.read_text()[:50_000])
-    args = ["--tokenizer", "byte", "--save-every", 2, "--eval-every", 100, "--out", out, *TINY]
+    args = ["--tokenizer", "byte", "--save-every", 2, "--eval-every", 100, "--out", out, *TINY_TRAIN]
     assert train_cli("--data", corpus, *args, "--max-steps", 2).returncode == 0
     assert_one_line_error(train_cli("--data", other, *args, "--max-steps", 4, "--resume"), "data")
     assert_one_line_error(train_cli("--data", corpus, *args, "--max-steps", 2, "--resume"), "already at step 2")
@@ -103,7 +101,7 @@ def test_resume_with_other_data_is_refused_and_max_steps_may_grow(tmp_path, corp
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_saves_the_current_step_and_says_how_to_resume(tmp_path, corpus, signum):
     out = tmp_path / "run"
-    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 10_000, "--eval-every", 10_000, "--out", out, *TINY]
+    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 10_000, "--eval-every", 10_000, "--out", out, *TINY_TRAIN]
     process = train_cli(*args, "--max-steps", 100_000, wait=False)
     wait_for(lambda: (out / "metrics.jsonl").is_file() and len(losses(out)) >= 3, process, "three steps")
     process.send_signal(signum)
@@ -122,7 +120,7 @@ def test_a_signal_saves_the_current_step_and_says_how_to_resume(tmp_path, corpus
 
 def test_a_second_ctrl_c_quits_at_once(tmp_path, corpus):
     out = tmp_path / "run"
-    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 10_000, "--eval-every", 10_000, "--out", out, *TINY]
+    args = ["--data", corpus, "--tokenizer", "byte", "--save-every", 10_000, "--eval-every", 10_000, "--out", out, *TINY_TRAIN]
     # a model whose step takes seconds, so the second signal lands before the step and its save end
     big = ["--d-model", 512, "--n-layer", 4, "--n-head", 8, "--seq-len", 128, "--batch-size", 32]
     process = train_cli(*args, "--max-steps", 100_000, *big, wait=False)
@@ -170,12 +168,12 @@ def shards(tmp_path, corpus, small_tokenizer, capsys) -> Path:
 def test_token_shards_train_with_their_own_tokenizer(tmp_path, shards, small_tokenizer):
     assert read_index(shards)["vocab_size"] > 256  # more than the byte tokenizer's
     out = tmp_path / "run"
-    result = train_cli("--data", shards, "--max-steps", 1, "--out", out, *TINY)
+    result = train_cli("--data", shards, "--max-steps", 1, "--out", out, *TINY_TRAIN)
     assert result.returncode == 0, result.stderr
     import gptlab
 
     assert gptlab.load(out / "final").tokenizer.vocab_size == small_tokenizer.vocab_size
-    same = train_cli("--data", shards, "--tokenizer", tmp_path / "tok", "--max-steps", 1, "--out", tmp_path / "run2", *TINY)
+    same = train_cli("--data", shards, "--tokenizer", tmp_path / "tok", "--max-steps", 1, "--out", tmp_path / "run2", *TINY_TRAIN)
     assert same.returncode == 0, same.stderr
 
 
@@ -184,7 +182,7 @@ def test_a_conflicting_tokenizer_for_token_shards_is_one_line(tmp_path, shards, 
 
     train_tokenizer_on_texts([corpus_text[:100_000]], 512, progress=False).save(tmp_path / "other")
     for tokenizer in ("byte", tmp_path / "other", "char", "bpe:300"):
-        result = train_cli("--data", shards, "--tokenizer", tokenizer, "--max-steps", 1, "--out", tmp_path / "x", *TINY)
+        result = train_cli("--data", shards, "--tokenizer", tokenizer, "--max-steps", 1, "--out", tmp_path / "x", *TINY_TRAIN)
         assert_one_line_error(result, "tokenizer")
         assert not (tmp_path / "x" / "checkpoints").exists()
 
@@ -192,18 +190,10 @@ def test_a_conflicting_tokenizer_for_token_shards_is_one_line(tmp_path, shards, 
 # --- a resume continues the run it names: its own settings, its own data ---------------------------------
 
 
-def rewind(out: Path, step: int) -> None:
-    """Leave the run as a kill just after its checkpoint of `step` would: later checkpoints and final/ gone."""
-    for later in [p for p in (out / "checkpoints").glob("step_*") if int(p.name.split("_")[1]) > step]:
-        shutil.rmtree(later)
-    for finished in ("final", "best"):
-        shutil.rmtree(out / finished, ignore_errors=True)
-
-
 def test_a_resume_keeps_every_setting_it_is_not_given_and_says_when_the_schedule_changes(tmp_path, corpus):
     out = tmp_path / "run"
     run = gptlab_cli("train", "--data", corpus, "--tokenizer", "byte", "--save-every", 2, "--eval-every", 100,
-                     "--keep-checkpoints", 10, "--out", out, "--max-steps", 6, *TINY)
+                     "--keep-checkpoints", 10, "--out", out, "--max-steps", 6, *TINY_TRAIN)
     assert run.returncode == 0, run.stderr
     rewind(out, 2)
     resumed = gptlab_cli("train", "--out", out, "--resume")  # data, model, recipe and max_steps: the run's own
@@ -241,7 +231,7 @@ def test_a_resume_on_changed_data_is_refused_naming_the_file(tmp_path, corpus, c
     (data / "a.txt").write_text(text[:100_000])
     (data / "b.txt").write_text(text[100_000:])
     out = tmp_path / "run"
-    args = ["--data", data, "--tokenizer", "byte", "--save-every", 2, "--eval-every", 100, "--out", out, *TINY]
+    args = ["--data", data, "--tokenizer", "byte", "--save-every", 2, "--eval-every", 100, "--out", out, *TINY_TRAIN]
     assert gptlab_cli("train", *args, "--max-steps", 4).returncode == 0
     rewind(out, 2)
     (data / "b.txt").write_text(text[100_000:].swapcase())  # the same size, other content
@@ -261,7 +251,7 @@ def test_a_resume_on_changed_data_is_refused_naming_the_file(tmp_path, corpus, c
 
 def test_a_resume_on_rewritten_token_shards_is_refused(tmp_path, shards, capsys):
     out = tmp_path / "run"
-    args = ["--data", shards, "--save-every", 1, "--eval-every", 100, "--out", out, *TINY]
+    args = ["--data", shards, "--save-every", 1, "--eval-every", 100, "--out", out, *TINY_TRAIN]
     assert gptlab_cli("train", *args, "--max-steps", 2).returncode == 0
     rewind(out, 1)
     shard = shards / read_index(shards)["shards"][0]["file"]

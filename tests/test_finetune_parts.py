@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import assert_one_line_error, run_cli
-from test_hf_interop import randomize as hf_randomize
+from helpers import randomize as hf_randomize
 
 import gptlab
 from gptlab.cli.main import main
