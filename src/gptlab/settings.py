@@ -39,6 +39,7 @@ class Check:
 AT_LEAST_1 = Check("at least 1", lambda v: v >= 1)
 POSITIVE = Check("positive", lambda v: v > 0)
 NOT_NEGATIVE = Check(">= 0", lambda v: v >= 0)
+FRACTION = Check("in [0, 1)", lambda v: 0 <= v < 1)
 
 NOT_A_SETTING = {"setting": False}
 """Field metadata for a config's internal fields, which get no key and no flag."""

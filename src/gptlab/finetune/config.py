@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from gptlab.errors import GptlabError
-from gptlab.settings import NOT_NEGATIVE, POSITIVE, Default, redefault
-from gptlab.train.config import FRACTION, TrainConfig
+from gptlab.settings import FRACTION, NOT_NEGATIVE, POSITIVE, Default, redefault
+from gptlab.train.config import TrainConfig
 
 
 @dataclass

@@ -15,9 +15,7 @@ from typing import Annotated, Any, Literal
 from gptlab import recipes, settings
 from gptlab.errors import GptlabError
 from gptlab.model import GPTConfig, preset
-from gptlab.settings import AT_LEAST_1, NOT_A_SETTING, NOT_NEGATIVE, POSITIVE, Check
-
-FRACTION = Check("in [0, 1)", lambda v: 0 <= v < 1)
+from gptlab.settings import AT_LEAST_1, FRACTION, NOT_A_SETTING, NOT_NEGATIVE, POSITIVE, Check
 
 
 UNLIMITED_STEPS = 10**12
