@@ -45,7 +45,8 @@ checkpoint, setting, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 if setting != "default":
     threads.use_threads(int(setting))
 lm = gptlab.load(checkpoint)
-engine = Engine(lm.model)  # ids only: no end-of-text, so every completion runs its full length
+engine = Engine(lm.model, inference_layout=True)  # ids only: no end-of-text, so every completion runs its full length;
+# the weights laid out for inference, as gptlab.load(...).engine() does
 prompt = torch.randint(0, lm.model.config.vocab_size, (32,), generator=torch.Generator().manual_seed(0)).tolist()
 params = SamplingParams(max_new_tokens=128, temperature=0)
 engine.generate([prompt], SamplingParams(max_new_tokens=8, temperature=0))  # warm-up

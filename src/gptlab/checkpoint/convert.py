@@ -14,7 +14,8 @@ FORMATS = ("gptlab", "hf")
 def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, overwrite: bool = False) -> Path:
     """Write `src` to `dst` in format `to` (gptlab or hf); returns where it was written."""
     from gptlab.checkpoint.hf import export_hf, import_hf
-    from gptlab.checkpoint.sharded import consolidate, is_sharded
+    from gptlab.checkpoint.io import consolidate
+    from gptlab.checkpoint.sharded import is_sharded
 
     if to not in FORMATS:
         raise GptlabError(f"the target format must be {' or '.join(FORMATS)}, got {to!r}")

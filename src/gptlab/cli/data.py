@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gptlab.cli.config_flags import DeferredFlags, config_values
+from gptlab.cli.options import DeferredFlags, given
 from gptlab.data.curate import pipeline
 from gptlab.data.curate.pipeline import STAGES, StageResult
 
@@ -66,7 +66,7 @@ def _stage(stages: argparse._SubParsersAction, name: str, settings: type) -> Non
     word = doc.split()[0]  # the listing's help starts in lower case, but a name such as MinHash keeps its capitals
     help = (doc if word[1:] != word[1:].lower() else doc[0].lower() + doc[1:]).rstrip(".")
     parser = stages.add_parser(name, help=help, description=doc, config=settings)
-    parser.set_defaults(run=lambda args: _print(pipeline.from_options(settings, config_values(args, settings)).run()))
+    parser.set_defaults(run=lambda args: _print(pipeline.from_options(settings, given(args, settings)).run()))
 
 
 def _print(result: StageResult) -> None:

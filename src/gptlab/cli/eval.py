@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gptlab import settings
 from gptlab.cli.options import add_settings, given
 from gptlab.eval.config import EvalConfig
 
@@ -21,14 +20,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
             "accuracy_vs_shots.png."
         ),
     )
-    doc = {s.name: s.doc for s in settings.settings(EvalConfig)}
-    parser.add_argument("checkpoint", help=doc["checkpoint"])
-    # several values after one flag, as they have always been typed: a shape the derived flags do not take
-    parser.add_argument("--task", dest="tasks", action="extend", nargs="+", default=[], metavar="NAME_OR_YAML",
-                        help=doc["tasks"])
-    parser.add_argument("--shots", type=int, nargs="+", default=[0], metavar="K", help=doc["shots"])
-    parser.add_argument("--text", dest="texts", action="append", default=[], metavar="FILE", help=doc["texts"])
-    add_settings(parser, EvalConfig, skip=("checkpoint", "tasks", "shots", "texts"))
+    parser.add_argument("checkpoint", help="gptlab checkpoint directory")
+    add_settings(parser, EvalConfig, skip=("checkpoint",))
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.set_defaults(run=run)
 

@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from gptlab.cli.config_flags import DeferredFlags, config_values
+from gptlab.cli.options import DeferredFlags, given
 
 
 def _number(text: str) -> float:
@@ -73,7 +73,7 @@ def run_sweep(args: argparse.Namespace) -> None:
     from gptlab.errors import Interrupted
     from gptlab.scale.sweep import SweepConfig, run_sweep
 
-    config = SweepConfig(**config_values(args, SweepConfig))
+    config = SweepConfig(**given(args, SweepConfig))
     try:
         result = run_sweep(config)
     except Interrupted as e:

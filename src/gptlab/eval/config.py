@@ -8,19 +8,20 @@ from typing import Annotated
 
 from gptlab import settings
 from gptlab.errors import GptlabError
+from gptlab.loading import LoadConfig
 from gptlab.settings import AT_LEAST_1
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(LoadConfig):
     checkpoint: str | None = None
     """gptlab checkpoint directory"""
-    tasks: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list, metadata={"flag": "task", "metavar": "NAME_OR_YAML"})
     """task YAML files or built-in task names"""
-    shots: list[int] = field(default_factory=lambda: [0])
+    shots: list[int] = field(default_factory=lambda: [0], metadata={"metavar": "K"})
     """numbers of in-context examples, e.g. --shots 0 1 5 (default 0)"""
-    texts: list[str] = field(default_factory=list)
-    """report perplexity and bits per byte of a text file (repeatable)"""
+    texts: list[str] = field(default_factory=list, metadata={"flag": "text", "metavar": "FILE"})
+    """report perplexity and bits per byte of a text file"""
     limit: Annotated[int, AT_LEAST_1] | None = None
     """evaluate only the first N documents of each task"""
     batch_size: Annotated[int, AT_LEAST_1] = 16
@@ -30,11 +31,6 @@ class EvalConfig:
     log_samples: bool = False
     """also write each task document's requests, the model's answers and their scores to
     OUT/samples_<task>_<K>shot.jsonl, in lm-evaluation-harness's --log_samples fields"""
-    device: str = "auto"
-    """torch device: auto (GPU if present), cpu, cuda, ..."""
-    threads: Annotated[int, AT_LEAST_1] | None = None
-    """CPU threads to compute with (default: PyTorch's count, less the cores other programs keep busy,
-    followed as the load changes)"""
 
     def check(self) -> None:
         """What can be refused before any file is read."""

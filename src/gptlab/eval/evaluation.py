@@ -64,12 +64,11 @@ def evaluate(
     out = Path(config.out) if config.out else default_out(config.checkpoint)
     report.check_out(out)
 
-    from gptlab.language_model import load
     from gptlab.eval.runner import evaluate_loaded
     from gptlab.threads import use_threads
 
-    use_threads(config.threads)
-    lm = checkpoint_or_lm if given else load(config.checkpoint, device=config.device)
+    use_threads(config.threads)  # for a model given loaded, too
+    lm = checkpoint_or_lm if given else config.load(config.checkpoint)
     results = evaluate_loaded(lm, loaded, config.shots, texts=texts, limit=config.limit, batch_size=config.batch_size,
                               progress=progress, log_samples=config.log_samples)
     return EvalResults(results, report.write(results, out))
