@@ -1,5 +1,6 @@
-"""`gptlab.run_pipeline` and `gptlab.run_sweep`: the `gptlab data run` and `gptlab scale sweep` verbs as Python
-calls that return their results instead of printing them."""
+"""`gptlab.run_pipeline`, `gptlab.run_sweep` and the other tools' Python calls (`scale_predict`, `scale_plan`,
+`write_example`, `model_info`, `convert`): the `gptlab data`, `scale`, `model` and `convert` verbs as calls that
+return their results instead of printing them."""
 
 from __future__ import annotations
 
@@ -72,5 +73,27 @@ def test_run_sweep_returns_the_fitted_laws(tmp_path):
     assert result.summary == json.loads(result.scaling_file.read_text())
     assert len(result.summary["runs"]) == 4 and result.plot_file.stat().st_size > 0
     assert "L(C) = a·C^-b + c: a = " in result.report() and str(result.scaling_file) in result.report()
+    largest = max(run["flops"] for run in result.summary["runs"])
+    estimate = gptlab.scale_predict(result.out, flops=10 * largest)
+    assert estimate.beyond == pytest.approx(10) and 0 < estimate.prediction.loss < result.summary["runs"][0]["val_loss"]
+    planned = gptlab.scale_plan(result.out, flops=10 * largest)
+    assert planned.settings["out"] == str(result.out / f"planned-{10 * largest:.0e}")
+    assert planned.estimate.prediction.loss > 0 and planned.command().startswith("gptlab train --data")
     with pytest.raises(GptlabError, match="sizes or their compute budgets"):
         gptlab.run_sweep(data=(str(text),), out=str(tmp_path / "none"))
+
+
+def test_the_tools_calls_write_describe_and_convert(tmp_path):
+    written = gptlab.write_example(tmp_path / "demo")
+    assert (tmp_path / "demo" / "input.txt").stat().st_size > 100_000 and written
+
+    assert gptlab.model_info("gpt2")["params"] == 124_439_808  # GPT-2 small, the tied head counted once
+    checkpoint = gptlab.save(tmp_path / "tiny", gptlab.GPT(gptlab.preset("tiny", vocab_size=300)), None)
+    assert gptlab.model_info(str(checkpoint))["n_layer"] == gptlab.preset("tiny").n_layer
+
+    hf = gptlab.convert(checkpoint, tmp_path / "hf", to="hf")
+    back = gptlab.convert(hf, tmp_path / "back", to="gptlab")
+    before, after = gptlab.load(checkpoint).model.state_dict(), gptlab.load(back).model.state_dict()
+    assert before.keys() == after.keys() and all(before[k].equal(after[k]) for k in before)
+    with pytest.raises(GptlabError, match="exists"):
+        gptlab.convert(checkpoint, tmp_path / "hf", to="hf")

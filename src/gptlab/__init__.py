@@ -31,7 +31,8 @@ _EXPORTS = {
     "PredictConfig": "api", "QuickstartConfig": "recipes.quickstart", "ServeConfig": "serve.config",
     "LoadConfig": "loading",
     "run_pipeline": "data.curate.pipeline",
-    "SweepConfig": "scale.sweep", "run_sweep": "scale.sweep",
+    "SweepConfig": "scale.sweep", "run_sweep": "scale.sweep", "scale_predict": "api", "scale_plan": "api",
+    "write_example": "data.example", "model_info": "checkpoint.info", "convert": "checkpoint.convert",
 }
 _VERB_PACKAGES = ("train", "finetune", "serve")
 

@@ -25,6 +25,7 @@ from gptlab.settings import AT_LEAST_1
 from gptlab.train.config import TrainConfig, build_config
 
 if TYPE_CHECKING:
+    from gptlab.scale.plan import Estimate, Plan
     from gptlab.eval.metrics import Metric
     from gptlab.serve.server import Server
     from gptlab.train.trainer import TrainResult
@@ -117,6 +118,24 @@ def serve(
     if ready is not None:
         ready(server)
     server.run()
+
+
+def scale_predict(sweep: str | os.PathLike, flops: float | None = None, params: float | None = None,
+                  tokens: float | None = None) -> Estimate:
+    """The validation loss the finished sweep in `sweep` predicts for a run of `flops`, or of `params`
+    non-embedding parameters trained on `tokens` tokens (`gptlab scale predict`)."""
+    from gptlab.scale import report
+    from gptlab.scale.plan import predict
+
+    return predict(report.read(sweep), flops, params, tokens)
+
+
+def scale_plan(sweep: str | os.PathLike, flops: float, out: str | os.PathLike | None = None) -> Plan:
+    """The run to make with `flops` of training compute, by the finished sweep in `sweep` (`gptlab scale plan`):
+    its shape, tokens, predicted loss and the `gptlab train` settings, for `out` (default SWEEP/planned-C)."""
+    from gptlab.scale.plan import plan
+
+    return plan(sweep, flops, out)
 
 
 def _train_config(cls: type[TrainConfig], config: Any, settings: dict[str, Any]) -> TrainConfig:

@@ -82,18 +82,17 @@ def run_sweep(args: argparse.Namespace) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> None:
-    from gptlab.scale import report
-    from gptlab.scale.plan import predict
+    from gptlab.api import scale_predict
 
-    estimate = predict(report.read(args.dir), args.flops, args.params, args.tokens)
+    estimate = scale_predict(args.dir, args.flops, args.params, args.tokens)
     print(estimate.answer())
     _warn(estimate.warnings)
 
 
 def run_plan(args: argparse.Namespace) -> None:
-    from gptlab.scale.plan import plan
+    from gptlab.api import scale_plan
 
-    result = plan(args.dir, args.flops, args.out)
+    result = scale_plan(args.dir, args.flops, args.out)
     print(result.describe())
     _warn(result.warnings)
 
