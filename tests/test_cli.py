@@ -240,7 +240,7 @@ def test_flags_come_from_the_config_fields_with_their_defaults_types_and_checks(
     assert "--lr-schedule {cosine,linear}" in finetune and "(default linear)" in finetune
     train = help_of("train")
     assert "--max-steps VALUE Optimizer steps;" in train and "(default 1000)" in train
-    assert "--compile, --no-compile" in train and "--data VALUE" in train and "(repeatable)" in train
+    assert "--compile, --no-compile" in train and "--data VALUE [VALUE ...]" in train  # `--data a b` or repeated
     serve = help_of("serve")
     assert "--port VALUE Port to listen on. (default 8000)" in serve and "--precision {fp32,bf16,int8}" in serve
     for args, fragments in [
