@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import assert_one_line_error, gptlab_cli
+from helpers import assert_one_line_error, gptlab_cli, run_cli
 
 import gptlab
 from gptlab.model import GPT, preset
@@ -206,6 +206,22 @@ def test_tokenizer_train_refuses_empty_input_and_warns_when_it_falls_short(capsy
     assert reached < 300 and f"wrote tokenizer with {reached} tokens" in short.stdout
     assert short.stderr.strip() == (f"warning: the input is too small for vocab_size 300: it ran out of pairs to merge "
                                     f"at {reached} tokens")
+
+
+def test_tokenizer_train_checks_its_output_before_training_and_replaces_only_when_asked(capsys, tmp_path):
+    small = tmp_path / "small.txt"
+    small.write_text("hello world, hello tokens")
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    for taken in (tmp_path / "a-file", tmp_path / "full"):
+        refused = run_cli(capsys, "tokenizer", "train", "--input", small, "--vocab-size", 300, "--out", taken, "--quiet")
+        assert_one_line_error(refused, str(taken), "already exists")
+    assert (tmp_path / "a-file").read_text() == "x" and not (tmp_path / "full" / "vocab.json").exists()
+    replaced = run_cli(capsys, "tokenizer", "train", "--input", small, "--vocab-size", 300, "--out", tmp_path / "full",
+                       "--quiet", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert Tokenizer.from_dir(tmp_path / "full").encode("hello") == gptlab.train_tokenizer(small, 300, progress=False).encode("hello")
 
 
 def test_train_runs_a_packaged_recipe_by_name_with_its_data_relative_to_the_current_directory(tmp_path, corpus):

@@ -24,6 +24,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     train.add_argument("--vocab-size", type=int, required=True, help="total vocabulary incl. 256 bytes and specials")
     train.add_argument("--out", type=Path, required=True, help="directory to write the tokenizer to")
     train.add_argument("--special", action="append", help="special token (repeatable; default <|endoftext|>)")
+    train.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds something")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
 
@@ -40,8 +41,8 @@ def run_train(args: argparse.Namespace) -> None:
     from gptlab.tokenizer import train_tokenizer
 
     specials = tuple(args.special) if args.special else ("<|endoftext|>",)
-    tok = train_tokenizer(args.input, args.vocab_size, special_tokens=specials, progress=not args.quiet)
-    tok.save(args.out)
+    tok = train_tokenizer(args.input, args.vocab_size, special_tokens=specials, progress=not args.quiet, out=args.out,
+                          overwrite=args.overwrite)
     print(f"wrote tokenizer with {tok.vocab_size} tokens to {args.out}")
 
 

@@ -12,11 +12,13 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models, pre_tokenizers, trainers
 
 from gptlab.errors import GptlabError
+from gptlab.files import check_destination
 from gptlab.sources import iter_documents
 from gptlab.tokenizer.bpe import EOT, Tokenizer
 from gptlab.tokenizer.byte_unicode import BYTE_ORDER, BYTE_TO_UNICODE
@@ -29,18 +31,27 @@ def train_tokenizer(
     vocab_size: int,
     special_tokens: Sequence[str] = (EOT,),
     progress: bool = True,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Tokenizer:
     """Learn vocab_size - 256 - len(special_tokens) merges from the documents under `files`.
 
     They are read as `gptlab train` reads them (gptlab.sources: text, JSONL, Parquet, a data
     stage's kept shards). Input without any text is refused; a smaller corpus may run out of pairs
-    to merge first, leaving a smaller vocabulary, which a warning reports.
+    to merge first, leaving a smaller vocabulary, which a warning reports. With `out`, the tokenizer
+    is also saved in that directory, which is checked before any training: one that holds something is
+    replaced only with `overwrite`.
     """
     files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
     if not files:
         raise GptlabError("no training files given")
+    if out is not None:
+        check_destination(Path(out), overwrite)
     texts = (piece for document in iter_documents(files) for piece in _pieces(document.text))
-    return train_tokenizer_on_texts(texts, vocab_size, special_tokens, progress)
+    tokenizer = train_tokenizer_on_texts(texts, vocab_size, special_tokens, progress)
+    if out is not None:
+        tokenizer.save(out)
+    return tokenizer
 
 
 def train_tokenizer_on_texts(
