@@ -167,7 +167,7 @@ def test_readme_tour_convert_a_hf_model_then_generate(tmp_path, small_tokenizer)
     x = torch.tensor([ids])
     with torch.no_grad():
         assert (reloaded(x).logits - hf(x).logits).abs().max() < 1e-4
-    assert_one_line_error(gptlab_cli("convert", tmp_path / "hf", tmp_path / "ours", "--to", "gptlab"), "--overwrite")
+    assert_one_line_error(gptlab_cli("convert", tmp_path / "hf", tmp_path / "ours", "--to", "gptlab"), "set overwrite to replace it")
     assert_one_line_error(gptlab_cli("convert", tmp_path / "nothing", tmp_path / "x", "--to", "gptlab"))
 
 

@@ -27,7 +27,7 @@ def check_not_under_a_file(directory: Path, output: Path) -> None:
 def check_destination(dst: Path, overwrite: bool) -> None:
     """Refuse to write into a directory that holds something, unless asked to replace it."""
     if dst.exists() and not overwrite and (not dst.is_dir() or any(dst.iterdir())):
-        raise GptlabError(f"{dst} already exists and is not empty; pass --overwrite (overwrite=True) to replace it")
+        raise GptlabError(f"{dst} already exists and is not empty; set overwrite to replace it")
 
 
 def read_text(path: str | os.PathLike) -> str:
