@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("torch", "datatrove", "sklearn", "transformers", "matplotlib")
+HEAVY = ("torch", "datatrove", "sklearn", "transformers", "matplotlib", "gguf")
 
 # Runs in a fresh interpreter: walk the parser tree, print every command's --help, and record
 # after each one which heavy modules have been imported so far.

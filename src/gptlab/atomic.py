@@ -57,6 +57,26 @@ class Writer:
             self.discard()
 
 
+@contextlib.contextmanager
+def file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling path, for writers that open their output themselves (by name); on success it
+    replaces `path` in one rename, on failure it is deleted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with Writer(path) as f:
         f.write(data)

@@ -177,6 +177,16 @@ class Tokenizer(SpecialTokens):
         """Largest id + 1: the number of embedding rows a model needs."""
         return self._vocab_size
 
+    @property
+    def vocab(self) -> dict[str, int]:
+        """Byte-level token string -> id, special tokens included: what exporters write out."""
+        return dict(self._vocab)
+
+    @property
+    def merges(self) -> list[tuple[str, str]]:
+        """The merges in rank order."""
+        return list(self._merges)
+
     def token_bytes(self) -> np.ndarray:
         """Bytes each id stands for (0 for special tokens and unused ids): sums give bits per byte."""
         lengths = np.zeros(self._vocab_size, dtype=np.int64)
