@@ -200,3 +200,23 @@ def test_q8_0_keeps_rows_it_cannot_split_in_f16(capsys, tmp_path, tokenizer):
     types = {t.name: t.tensor_type for t in reader.tensors}
     assert types["blk.0.ffn_up.weight"] == types["token_embd.weight"] == gguf.GGMLQuantizationType.F16
     assert types["blk.0.ffn_down.weight"] == Q8_0  # rows of 4·48 = 192 inputs
+
+
+def test_missing_qkv_bias_is_written_as_zeros(capsys, tmp_path, tokenizer):
+    """llama.cpp's GPT-2 reads a q/k/v bias; a model without one gets zeros, which compute the same."""
+    io.save(tmp_path / "ckpt", GPT(CONFIG.replace(qkv_bias=False)), tokenizer)
+    reader = export(capsys, tmp_path / "ckpt", tmp_path / "m.gguf")
+    bias = next(t for t in reader.tensors if t.name == "blk.1.attn_qkv.bias")
+    assert list(bias.shape) == [3 * CONFIG.d_model] and not bias.data.any()
+
+
+def test_gpt2_tokenizer_travels_whole(capsys, tmp_path, gpt2_files):
+    """GPT-2's own BPE: 50,000 merges, <|endoftext|> at 50256 as BOS and EOS, vocabulary padded to 50304."""
+    gpt2 = Tokenizer.from_dir(gpt2_files)
+    io.save(tmp_path / "ckpt", GPT(CONFIG.replace(vocab_size=50304, n_layer=1)), gpt2)
+    reader = export(capsys, tmp_path / "ckpt", tmp_path / "m.gguf")
+    tokens = field(reader, "tokenizer.ggml.tokens")
+    assert len(tokens) == 50304 and tokens[50256] == "<|endoftext|>" and tokens[50257] == "[PAD50257]"
+    assert tokens[:50257] == sorted(gpt2.vocab, key=gpt2.vocab.__getitem__)
+    assert field(reader, "tokenizer.ggml.merges") == [f"{a} {b}" for a, b in gpt2.merges]
+    assert field(reader, "tokenizer.ggml.eos_token_id") == 50256

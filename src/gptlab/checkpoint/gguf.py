@@ -26,7 +26,7 @@ from gptlab.checkpoint.hf import GPT2
 from gptlab.checkpoint.io import load_checkpoint
 from gptlab.errors import GptlabError
 from gptlab.files import check_not_under_a_file
-from gptlab.model import GPTConfig
+from gptlab.model import GPT, GPTConfig
 from gptlab.model.heads import TaskModel
 from gptlab.tokenizer import Tokenizer
 
@@ -39,7 +39,6 @@ TYPES = {
 _ARCH = gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.GPT2]
 _KEEP_F32 = ("position_embd.weight",)
 """Besides 1-D tensors, what llama.cpp's converter and quantizer never quantize."""
-_EOT = "<|endoftext|>"
 _PRE_TOKENIZER = "gpt-2"
 """llama.cpp's name for GPT-2's split pattern, the one gptlab's BPE uses (bpe.GPT2_PATTERN)."""
 
@@ -70,10 +69,12 @@ def export_gguf(
         _add_tokenizer(writer, tokenizer, config.vocab_size)
         for name, tensor in _tensors(lm.model.state_dict(), config):
             _add_tensor(writer, name, tensor, qtype)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
+        try:
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
     return dst
 
 
@@ -86,8 +87,8 @@ def _check_file_destination(dst: Path, overwrite: bool) -> None:
     check_not_under_a_file(dst.parent, dst)
 
 
-def _check_model(model: torch.nn.Module, src: Path) -> None:
-    config: GPTConfig = model.config
+def _check_model(model: GPT, src: Path) -> None:
+    config = model.config
     if isinstance(model, TaskModel):
         raise GptlabError(f"{src} is a fine-tuned {model.spec.type} model; GGUF holds language models only")
     if config.has_local_attention:
@@ -152,12 +153,8 @@ def _tensors(state: dict[str, torch.Tensor], config: GPTConfig) -> list[tuple[st
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, config.n_layer)
     out = []
     for key, (hf_key,), _ in GPT2.keys(config.n_layer):
-        if key in state:
-            tensor = state[key]
-        elif key.endswith(".c_attn.bias"):  # llama.cpp's GPT-2 needs the bias; a zero one is exact
-            tensor = torch.zeros(3 * config.d_model)
-        else:
-            raise GptlabError(f"the model lacks {key}")
+        # only c_attn.bias can be absent (qkv_bias false); llama.cpp's GPT-2 needs one, and a zero one is exact
+        tensor = state[key] if key in state else torch.zeros(3 * config.d_model)
         name = names.get_name(hf_key, try_suffixes=(".weight", ".bias"))
         out.append((name, tensor.detach().float().cpu().numpy()))
         if name == "token_embd.weight":
