@@ -6,9 +6,9 @@ are [out, in] like nn.Linear, which is what llama.cpp's GPT-2 graph reads (its c
 Conv1D weights into this layout). As that converter does, the tied head is written again as `output`, and
 position embeddings, norms and biases stay f32 whatever the type.
 
-llama.cpp computes GPT-2's GELU with the tanh approximation (gptlab's `gelu_new`), through an f16 lookup
-table on CPUs; a model trained with the exact GELU (gptlab's small presets) is exported with a warning: the
-two differ by at most 5e-4 per activation, the size of that table's own rounding.
+llama.cpp computes GPT-2's GELU with the tanh approximation (gptlab's `gelu_new`); a model trained with the
+exact GELU (gptlab's small presets) is exported with a warning: the two differ by at most 5e-4 per activation
+(measured), so llama.cpp's logits for such a model are close to gptlab's, not equal.
 """
 
 from __future__ import annotations
