@@ -67,7 +67,8 @@ def evaluate(
     from gptlab.eval.runner import evaluate_loaded
     from gptlab.threads import use_threads
 
-    use_threads(config.threads)  # for a model given loaded, too
+    if given:
+        use_threads(config.threads)  # config.load does it for a model it loads
     lm = checkpoint_or_lm if given else config.load(config.checkpoint)
     results = evaluate_loaded(lm, loaded, config.shots, texts=texts, limit=config.limit, batch_size=config.batch_size,
                               progress=progress, log_samples=config.log_samples)
