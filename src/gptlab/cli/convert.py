@@ -20,8 +20,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
             "attention. Tokenizer files travel with the weights. GPT-1 fine-tuned GPT-2 models keep their head: "
             "classification and entailment as GPT2ForSequenceClassification, multiple choice as GPT2DoubleHeadsModel. "
             "A sharded training checkpoint (an FSDP run's checkpoints/step_N, with dcp/) becomes an ordinary "
-            "single-file one with --to gptlab, and converts to hf directly. --to gguf writes one file that llama.cpp "
-            "runs as GPT-2 (dense-attention pre-LN models with a BPE tokenizer), weights in --type f32, f16 or q8_0."
+            "single-file one with --to gptlab, and converts to hf directly. --to gguf writes one file in llama.cpp's "
+            "GPT-2 layout (dense-attention pre-LN models with a BPE tokenizer), weights in --type f32, f16 or q8_0."
         ),
     )
     parser.add_argument("src", type=Path, help="checkpoint directory to read")
